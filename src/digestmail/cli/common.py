@@ -1,0 +1,15 @@
+"""What every command needs: the console, the settings and the database."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from digestmail.config import get_settings
+from digestmail.db import Database
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def open_database() -> Database:
+    return Database(get_settings().database_url)

@@ -1,0 +1,107 @@
+"""Every setting the system reads, in one place.
+
+Values come from ``DIGESTMAIL_*`` environment variables (plus ``SENDGRID_API_KEY``);
+nothing else in the package reads the environment, so the README's table and this
+class cannot drift apart unnoticed (``tests/test_config.py`` checks that).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Transport = Literal["outbox", "smtp", "sendgrid"]
+
+# Used only when DIGESTMAIL_SECRET_KEY is unset: fine on a laptop, refused by
+# `Settings.require_production_secret` for anything that sends real mail.
+DEV_SECRET_KEY = "digestmail-development-key-change-me"
+
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DIGESTMAIL_", env_file=None, extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite:///subscribers.db"
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+
+    transport: Transport = "outbox"
+    outbox_dir: Path = Path("outbox")
+    smtp_url: SecretStr | None = None
+    sendgrid_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SENDGRID_API_KEY", "DIGESTMAIL_SENDGRID_API_KEY"),
+    )
+    sendgrid_api_host: str = "https://api.sendgrid.com"
+    sendgrid_timeout: float = 30.0
+    sendgrid_webhook_key: SecretStr | None = None
+    inbound_token: SecretStr | None = None
+
+    publication: str = "Policy Digest"
+    from_: str = Field(
+        default="Policy Digest <digest@example.org>",
+        validation_alias=AliasChoices("DIGESTMAIL_FROM"),
+    )
+    reply_to: str | None = None
+    contact_address: str = "digest@example.org"
+    postal_address: str = "Example Policy Institute, 100 Example Street, Washington, DC 20001, USA"
+    list_id: str | None = None
+
+    batch_size: int = Field(default=1000, ge=1, le=1000)
+    send_rate: float = Field(default=0.0, ge=0)
+    smtp_connections: int = Field(default=4, ge=1, le=64)
+    subscribe_limit: str = "5/minute"
+    sender_lease: int = Field(default=30, ge=2)
+    misfire_grace: int = Field(default=6 * 3600, ge=0)
+    confirm_max_age: int = Field(default=7 * 24 * 3600, ge=60)
+    templates_dir: Path | None = None
+    log_level: str = "INFO"
+
+    @field_validator("base_url", "sendgrid_api_host")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("subscribe_limit")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        if not _RATE_RE.match(value):
+            raise ValueError("expected a rate such as '5/minute' (per second, minute, hour or day)")
+        return value.strip()
+
+    @property
+    def misfire_grace_time(self) -> timedelta:
+        return timedelta(seconds=self.misfire_grace)
+
+    @property
+    def effective_list_id(self) -> str:
+        """RFC 2919 List-Id: the configured one, else derived from the sender's domain."""
+        if self.list_id:
+            return self.list_id
+        domain = self.contact_address.rpartition("@")[2] or "localhost"
+        slug = re.sub(r"[^a-z0-9]+", "-", self.publication.lower()).strip("-") or "digest"
+        return f"{self.publication} <{slug}.{domain}>"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

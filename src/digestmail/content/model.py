@@ -1,0 +1,58 @@
+"""The issue as staff wrote it, independent of any output format.
+
+The parser (``content.source``) builds it from Markdown with front matter; the
+renderer turns it into HTML and text; the importer writes the source from an archive
+page. Line numbers are kept so that every problem can point at its line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+
+@dataclass(frozen=True)
+class HeroImage:
+    url: str
+    alt: str
+    credit: str | None = None
+    credit_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    """One detail item: a paragraph of inline Markdown, optionally opening with a bold lead."""
+
+    markdown: str
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Issue:
+    publication: str
+    volume: str
+    date: date | None
+    headlines: tuple[str, ...]
+    items: tuple[Item, ...]
+    title: str | None = None
+    preheader: str | None = None
+    greeting: str | None = None
+    hero: HeroImage | None = None
+    # Image credit with no image: archive pages often name a source but lost the picture.
+    image_credit: str | None = None
+    about: str | None = None
+    lang: str = "en"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        """Stable identifier: publication and volume, e.g. ``us-japan-alliance-digest-2-19``."""
+        base = f"{self.publication} {self.volume}".lower()
+        return re.sub(r"[^a-z0-9]+", "-", base).strip("-")
+
+    @property
+    def subject(self) -> str:
+        if self.title:
+            return self.title
+        return f"{self.publication}, Vol. {self.volume}"

@@ -1,0 +1,140 @@
+"""Shared fixtures: settings in a temporary directory, and real databases.
+
+Every test that asks for ``db_url`` (or anything built on it) runs twice: once on a
+real SQLite file and once on a real PostgreSQL server started for the session.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from digestmail.config import Settings, reset_settings_cache
+from digestmail.db import Database
+from digestmail.migrate import upgrade
+from tests.pgcluster import Cluster, PostgresUnavailable, start_cluster
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLES = sorted((FIXTURES / "samples").glob("*.txt"))
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Each test starts from the embedded defaults, in its own working directory."""
+    for key in list(os.environ):
+        if key.startswith("DIGESTMAIL_") or key == "SENDGRID_API_KEY":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("DIGESTMAIL_SECRET_KEY", "test-secret-key-not-for-production")
+    monkeypatch.setenv("DIGESTMAIL_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.setenv("DIGESTMAIL_DATABASE_URL", f"sqlite:///{tmp_path / 'subscribers.db'}")
+    monkeypatch.chdir(tmp_path)
+    reset_settings_cache()
+    yield
+    reset_settings_cache()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+# --- databases -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    try:
+        cluster = start_cluster()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_cluster: Cluster) -> str:
+    """A migrated database that each test's database is copied from."""
+    admin = sa.create_engine(pg_cluster.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("CREATE DATABASE digestmail_template")
+    admin.dispose()
+    db = Database(pg_cluster.url("digestmail_template"))
+    upgrade(db.engine)
+    db.dispose()
+    return "digestmail_template"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    db = Database(f"sqlite:///{path}")
+    upgrade(db.engine)
+    db.dispose()  # closing the last connection checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A migrated SQLite file of this test's own, also set as DIGESTMAIL_DATABASE_URL."""
+    path = tmp_path / "subscribers.db"
+    shutil.copyfile(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("DIGESTMAIL_DATABASE_URL", url)
+    reset_settings_cache()
+    return url
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A migrated PostgreSQL database of this test's own, also set as DIGESTMAIL_DATABASE_URL."""
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    template: str = request.getfixturevalue("pg_template")
+    name = f"t{os.getpid()}_{next(_db_counter)}"
+    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    url = cluster.url(name)
+    monkeypatch.setenv("DIGESTMAIL_DATABASE_URL", url)
+    reset_settings_cache()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, migrated database on each backend in turn."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(name)
+    return url
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    db = Database(db_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    """Settings as the process would read them, pointing at this test's database."""
+    reset_settings_cache()
+    return Settings()
