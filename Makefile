@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean schema
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
+
+# Pre-release only: regenerate the baseline migration from the models.
+schema: $(STAMP)
+	rm -f src/digestmail/migrations/versions/0001_initial_schema.py /tmp/digestmail-schema.db
+	PYTHONPATH=src $(BIN)/python -c "from alembic import command; from digestmail.migrate import alembic_config; command.revision(alembic_config('sqlite:////tmp/digestmail-schema.db'), message='initial schema', autogenerate=True, rev_id='0001')"
+	$(BIN)/ruff format -q src/digestmail/migrations
+	$(BIN)/ruff check -q --fix src/digestmail/migrations
+	rm -f /tmp/digestmail-schema.db

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 04:18:01.930396
+Create Date: 2026-11-22 04:21:53.095646
 """
 
 from __future__ import annotations
