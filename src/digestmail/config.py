@@ -13,13 +13,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["outbox", "smtp", "sendgrid"]
 
-# Used only when DIGESTMAIL_SECRET_KEY is unset: fine on a laptop, refused by
-# `Settings.require_production_secret` for anything that sends real mail.
+# Used only when DIGESTMAIL_SECRET_KEY is unset: fine on a laptop with the outbox,
+# refused for any transport that sends real mail (links signed with a public key
+# could be forged to unsubscribe anyone).
 DEV_SECRET_KEY = "digestmail-development-key-change-me"
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
@@ -77,6 +78,21 @@ class Settings(BaseSettings):
         if not _RATE_RE.match(value):
             raise ValueError("expected a rate such as '5/minute' (per second, minute, hour or day)")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _real_mail_needs_real_secrets(self) -> Settings:
+        if self.transport == "outbox":
+            return self
+        if self.secret_key.get_secret_value() == DEV_SECRET_KEY:
+            raise ValueError(
+                f"DIGESTMAIL_SECRET_KEY must be set to a long random value when "
+                f"DIGESTMAIL_TRANSPORT={self.transport} (the built-in key is public)"
+            )
+        if self.transport == "smtp" and self.smtp_url is None:
+            raise ValueError("DIGESTMAIL_SMTP_URL is required when DIGESTMAIL_TRANSPORT=smtp")
+        if self.transport == "sendgrid" and self.sendgrid_api_key is None:
+            raise ValueError("SENDGRID_API_KEY is required when DIGESTMAIL_TRANSPORT=sendgrid")
+        return self
 
     @property
     def misfire_grace_time(self) -> timedelta:
