@@ -6,9 +6,10 @@ import logging
 import sys
 
 import typer
+from pydantic import ValidationError
 
 from digestmail.cli import issue as issue_cli
-from digestmail.cli.common import console, open_database
+from digestmail.cli.common import console, err_console, open_database
 from digestmail.config import get_settings
 
 app = typer.Typer(
@@ -26,6 +27,8 @@ def _root(
 ) -> None:
     level = logging.DEBUG if verbose else getattr(logging, get_settings().log_level.upper(), 20)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic narrates every step at INFO; operators only need to hear about problems.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
 
 
 @app.command()
@@ -43,8 +46,22 @@ def init() -> None:
         console.print(f"Upgraded the database from schema {before} to {after}.")
 
 
+def _config_problem(exc: ValidationError) -> str:
+    lines = ["The configuration is not valid:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        name = f"DIGESTMAIL_{where.upper()}: " if where else ""
+        lines.append(f"  {name}{err['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     try:
         app()
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        err_console.print(_config_problem(exc))
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -8,7 +8,7 @@ from digestmail.config import get_settings
 from digestmail.db import Database
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def open_database() -> Database:
