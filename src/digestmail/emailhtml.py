@@ -7,12 +7,16 @@ the system sends goes through the same, tested pipeline.
 from __future__ import annotations
 
 import logging
+import re
 
 import premailer
 from mjml import mjml2html
 
 _quiet = logging.getLogger("digestmail.premailer")
 _quiet.setLevel(logging.ERROR)
+
+
+_DOCTYPE_RE = re.compile(r"\s*<!doctype[^>]*>", re.IGNORECASE)
 
 
 class MJMLError(ValueError):
@@ -28,13 +32,20 @@ def compile_mjml(source: str) -> str:
     return html
 
 
+def _doctype(html: str) -> str | None:
+    match = _DOCTYPE_RE.match(html)
+    return match.group(0) if match else None
+
+
 def inline_css(html: str) -> str:
     """Inline CSS into style attributes; media queries and !important stay for phones.
 
     No network access (external stylesheets are not fetched) and no link rewriting,
-    so placeholders in ``href`` survive untouched.
+    so placeholders in ``href`` survive untouched. premailer (lxml) drops the doctype,
+    which would put browsers and some webmail into quirks mode, so it is put back.
     """
-    return str(
+    doctype = _doctype(html)
+    inlined = str(
         premailer.transform(
             html,
             keep_style_tags=True,
@@ -48,6 +59,9 @@ def inline_css(html: str) -> str:
             disable_leftover_css=False,
         )
     )
+    if doctype and _doctype(inlined) is None:
+        inlined = f"{doctype.strip()}\n{inlined}"
+    return inlined
 
 
 def mjml_to_email_html(source: str) -> str:

@@ -1,0 +1,174 @@
+"""The rendered issue in a real browser (Debian's Chromium through Playwright).
+
+One browser for the module; each case opens the email as a recipient would see it
+(placeholders substituted) at a phone and a desktop width, and saves a screenshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from playwright.sync_api import Browser, FloatRect, Locator, Page, sync_playwright
+
+from digestmail.config import Settings
+from digestmail.content.source import load_issue
+from digestmail.placeholders import substitute
+from digestmail.render import recipient_values, render_issue, webview_url
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# A stand-in hero picture, so the page needs no network and the layout has a real image.
+HERO_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="600">
+<defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1">
+<stop offset="0" stop-color="#2f4f78"/><stop offset="1" stop-color="#9fb0c2"/>
+</linearGradient></defs>
+<rect width="1200" height="600" fill="url(#g)"/>
+<circle cx="880" cy="230" r="110" fill="#d6dee8" opacity=".55"/>
+<rect y="430" width="1200" height="170" fill="#1d3150" opacity=".65"/></svg>"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("/usr/bin/chromium is required in CI (apt-get install chromium)")
+        pytest.skip("Debian's chromium is not installed")
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def email_page(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The example issue as one recipient receives it, written to a local file URL."""
+    folder = tmp_path_factory.mktemp("email")
+    (folder / "hero.svg").write_text(HERO_SVG)
+    issue = load_issue(EXAMPLE)
+    assert issue.hero is not None
+    issue = dataclasses.replace(issue, hero=dataclasses.replace(issue.hero, url="hero.svg"))
+    settings = Settings(base_url="https://digest.example.org")
+    rendered = render_issue(issue, settings)
+    values = recipient_values(
+        settings,
+        name="Ann Smith",
+        email="ann@example.org",
+        unsubscribe_url="https://digest.example.org/unsubscribe/InRva2VuIg.ZZZ?x=1&y=2",
+        webview_url=webview_url(settings, issue.slug),
+    )
+    page = folder / "email.html"
+    page.write_text(substitute(rendered.html, values), encoding="utf-8")
+    return page.as_uri()
+
+
+def _open(
+    browser: Browser, url: str, width: int, scheme: Literal["light", "dark"] = "light"
+) -> Page:
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    page.goto(url)
+    page.wait_for_load_state("load")
+    return page
+
+
+def test_phone_width_has_no_sideways_scrolling(
+    browser: Browser, email_page: str, artifacts_dir: Path
+) -> None:
+    page = _open(browser, email_page, 375)
+    try:
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        # Nothing sticks out of the viewport, the hero included, and it did load.
+        widest = page.evaluate(
+            "Math.max(...[...document.querySelectorAll('body *')]"
+            ".map(e => e.getBoundingClientRect().right))"
+        )
+        assert widest <= 375.5
+        hero = page.locator("img").first
+        assert hero.evaluate("img => img.complete && img.naturalWidth > 0")
+        assert _box(hero)["width"] == pytest.approx(375, abs=1)
+        # Body text stays readable: 16 px and off the screen edge.
+        item = page.locator("p.item").first
+        assert item.evaluate("p => parseFloat(getComputedStyle(p).fontSize)") >= 16
+        assert 16 <= _box(item)["x"] <= 24
+        page.screenshot(path=artifacts_dir / "render-375.png", full_page=True)
+    finally:
+        page.close()
+
+
+def test_desktop_width_centres_the_600px_column(
+    browser: Browser, email_page: str, artifacts_dir: Path
+) -> None:
+    page = _open(browser, email_page, 1024)
+    try:
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1024
+        box = _box(page.locator(".dm-mast"))
+        assert box["width"] == pytest.approx(600, abs=1)
+        left, right = box["x"], 1024 - (box["x"] + box["width"])
+        assert left == pytest.approx(right, abs=2)
+        # Every content block shares that column.
+        for selector in (".dm-card", "p.item"):
+            for block in page.locator(selector).all():
+                b = _box(block)
+                assert b["x"] >= box["x"] - 0.5
+                assert b["x"] + b["width"] <= box["x"] + box["width"] + 0.5
+        page.screenshot(path=artifacts_dir / "render-1024.png", full_page=True)
+    finally:
+        page.close()
+
+
+def test_dark_mode_turns_the_page_dark_and_keeps_text_readable(
+    browser: Browser, email_page: str, artifacts_dir: Path
+) -> None:
+    page = _open(browser, email_page, 375, scheme="dark")
+    try:
+        colours = page.evaluate(
+            """() => {
+                const item = document.querySelector('p.item');
+                const card = item.closest('.dm-card');
+                return [getComputedStyle(card).backgroundColor, getComputedStyle(item).color];
+            }"""
+        )
+        background, text = (_rgb(c) for c in colours)
+        assert _luminance(background) < 0.1
+        assert _luminance(text) > 0.6
+        page.screenshot(path=artifacts_dir / "render-375-dark.png", full_page=True)
+    finally:
+        page.close()
+
+
+def _box(locator: Locator) -> FloatRect:
+    box = locator.bounding_box()
+    assert box is not None, "element is not visible"
+    return box
+
+
+def _rgb(css: str) -> tuple[float, float, float]:
+    r, g, b = (float(v) for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3])
+    return r, g, b
+
+
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    """Relative luminance (WCAG), 0 for black and 1 for white."""
+
+    def channel(v: float) -> float:
+        c = v / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
