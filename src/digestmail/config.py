@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     )
     sendgrid_api_host: str = "https://api.sendgrid.com"
     sendgrid_timeout: float = 30.0
+    smtp_timeout: float = Field(default=30.0, gt=0)
     sendgrid_webhook_key: SecretStr | None = None
     inbound_token: SecretStr | None = None
 

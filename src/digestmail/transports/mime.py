@@ -1,13 +1,49 @@
-"""Building the RFC 5322 message a recipient receives (SMTP and outbox transports)."""
+"""The RFC 5322 message a recipient receives (SMTP and outbox transports), built fast.
+
+The standard library's ``EmailMessage`` costs 1–2.5 ms per message, which caps a
+sender near 500 messages a second per core. Every recipient of an issue gets the same
+message except for a handful of values, so ``CompiledMessage`` encodes the parts once
+(quoted-printable, each placeholder's position kept) and per recipient encodes only
+the substituted values, joined to the literals with soft line breaks (``=\\r\\n``),
+which a decoder removes: the decoded text is exactly the substituted text.
+"""
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate, make_msgid
+import base64
+import binascii
+import html
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email import policy
+from email.utils import formataddr, formatdate
 
-from digestmail.placeholders import substitute
+from digestmail.placeholders import Template
 from digestmail.transports.base import MessageTemplate, Recipient
+
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+# RFC 2045: encoded lines are at most 76 characters; leave room for the "=".
+_QP_LINE = 75
+# RFC 5322: a line is at most 998 characters.
+_MAX_LINE = 998
+# utf-8 bytes per RFC 2047 encoded word: base64 of 45 bytes is 60 characters, plus
+# "=?utf-8?b?" and "?=" keeps each word under the 75-character limit.
+_EW_BYTES = 45
+
+_HEADER_POLICY = policy.SMTP
+
+
+class InvalidRecipient(ValueError):
+    """A recipient whose address cannot go into a message (permanent for that recipient)."""
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    message_id: str  # without the angle brackets
+    data: bytes
 
 
 def list_unsubscribe(template: MessageTemplate, recipient: Recipient) -> str | None:
@@ -21,26 +57,215 @@ def list_unsubscribe(template: MessageTemplate, recipient: Recipient) -> str | N
     return ", ".join(parts) or None
 
 
-def build_message(template: MessageTemplate, recipient: Recipient, *, domain: str) -> bytes:
-    """The complete message bytes for one recipient, as an SMTP server would receive them."""
-    msg = EmailMessage(policy=SMTP)
-    msg["Subject"] = substitute(template.subject, recipient.values)
-    msg["From"] = template.from_addr
-    msg["To"] = recipient.email
-    if template.reply_to:
-        msg["Reply-To"] = template.reply_to
-    msg["Date"] = formatdate(localtime=False, usegmt=True)
-    msg["Message-ID"] = make_msgid(domain=domain)
-    for name, value in template.headers.items():
-        msg[name] = value
-    if template.bulk:
-        unsubscribe = list_unsubscribe(template, recipient)
-        if unsubscribe:
-            msg["List-Unsubscribe"] = unsubscribe
-            if recipient.values.get("unsubscribe_url"):
-                msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(substitute(template.text, recipient.values), cte="quoted-printable")
-    msg.add_alternative(
-        substitute(template.html, recipient.values), subtype="html", cte="quoted-printable"
+def _one_line(value: str) -> str:
+    """A header value on one line: CR/LF in a value would start a new (injected) header."""
+    if "\r" in value or "\n" in value:
+        return " ".join(value.split())
+    return value
+
+
+def encode_words(text: str) -> str:
+    """RFC 2047 base64 encoded words for non-ASCII header text, folded between words."""
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for ch in text:
+        n = len(ch.encode("utf-8"))
+        # A word never starts with a space: decoders differ on keeping it.
+        if size + n > _EW_BYTES - (0 if ch.isspace() else 1):
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(ch)
+        size += n
+    if chunk:
+        words.append("".join(chunk))
+    return "\r\n ".join(
+        "=?utf-8?b?" + base64.b64encode(w.encode("utf-8")).decode("ascii") + "?=" for w in words
     )
-    return msg.as_bytes()
+
+
+def _unstructured(name: str, value: str) -> bytes:
+    """A header line for free text (Subject, List-Id…): raw when ASCII, else encoded words."""
+    value = _one_line(value)
+    if value.isascii():
+        line = f"{name}: {value}\r\n"
+        if len(line) > _MAX_LINE:
+            raise ValueError(f"the {name} header is longer than {_MAX_LINE} characters")
+        return line.encode("ascii")
+    return f"{name}: {encode_words(value)}\r\n".encode("ascii")
+
+
+def _address_header(name: str, value: str) -> bytes:
+    """A header holding addresses (From, Reply-To), folded by the standard library once."""
+    folded: str = _HEADER_POLICY.header_factory(name, _one_line(value)).fold(policy=_HEADER_POLICY)
+    return folded.encode("ascii")
+
+
+def _to_header(email: str, name: str) -> bytes:
+    if not email.isascii() or any(c in email for c in "\r\n<>, \t\"'") or email.count("@") != 1:
+        raise InvalidRecipient(f"cannot address a message to {email!r}")
+    name = _one_line(name).strip()
+    if not name:
+        return f"To: {email}\r\n".encode("ascii")
+    if name.isascii():
+        return f"To: {formataddr((name, email))}\r\n".encode("ascii")
+    return f"To: {encode_words(name)} <{email}>\r\n".encode("ascii")
+
+
+def _crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+
+
+def qp_encode(text: str) -> bytes:
+    """Quoted-printable bytes for a piece of text, ending in a (soft or hard) line break.
+
+    Ending every piece at a line break lets pieces encoded separately be joined
+    without any encoded line growing past 76 characters.
+    """
+    if not text:
+        return b""
+    text = _crlf(text)
+    if text.endswith("\r\n"):
+        return binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    # A final CRLF makes b2a_qp use CRLF for its soft breaks too (it copies the
+    # first line ending it sees) and encode trailing whitespace; it is dropped again.
+    encoded = binascii.b2a_qp((text + "\r\n").encode("utf-8"), istext=True)[:-2]
+    head, sep, tail = encoded.rpartition(CRLF)
+    out = [head + sep] if sep else []
+    while len(tail) > _QP_LINE:
+        cut = _QP_LINE
+        # never split an "=XX" escape
+        if tail[cut - 1 : cut] == b"=":
+            cut -= 1
+        elif tail[cut - 2 : cut - 1] == b"=":
+            cut -= 2
+        out.append(tail[:cut] + SOFT_BREAK)
+        tail = tail[cut:]
+    out.append(tail + SOFT_BREAK)
+    return b"".join(out)
+
+
+class _EncodedPart:
+    """One text part: literal QP bytes and the slots between them."""
+
+    def __init__(self, text: str) -> None:
+        if not text.endswith("\n"):
+            text += "\n"  # what the standard library does: a part ends with a line break
+        tpl = Template.parse(text)
+        self.literals = tuple(qp_encode(lit) for lit in tpl.literals)
+        self.slots = tpl.slots
+        self.static = b"".join(self.literals) if not self.slots else None
+
+    def render(self, values: Mapping[str, str], out: list[bytes]) -> None:
+        if self.static is not None:
+            out.append(self.static)
+            return
+        literals = self.literals
+        out.append(literals[0])
+        for i, (field, is_html) in enumerate(self.slots, 1):
+            value = values.get(field, "")
+            if value:
+                out.append(qp_encode(html.escape(value, quote=True) if is_html else value))
+            out.append(literals[i])
+
+
+class _DateCache:
+    """``Date`` changes once a second; formatting it per message is wasted work."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self.second:
+            self.value = f"Date: {formatdate(now, usegmt=True)}\r\n".encode("ascii")
+            self.second = now
+        return self.value
+
+
+class CompiledMessage:
+    """A ``MessageTemplate`` encoded once; ``render`` splices one recipient in.
+
+    Thread-safe: ``render`` reads only immutable state (the date cache races harmlessly).
+    """
+
+    def __init__(self, template: MessageTemplate, *, domain: str) -> None:
+        self.template = template
+        self.domain = domain
+        self._subject = Template.parse(template.subject)
+        self._static_subject = (
+            None if self._subject.slots else _unstructured("Subject", template.subject)
+        )
+        head = [_address_header("From", template.from_addr)]
+        if template.reply_to:
+            head.append(_address_header("Reply-To", template.reply_to))
+        self._head = b"".join(head)
+        boundary = f"==digestmail-{uuid.uuid4().hex}=="
+        static = [_unstructured(k, v) for k, v in template.headers.items()]
+        self._static = b"".join(static)
+        self._mime = (
+            b"MIME-Version: 1.0\r\n"
+            + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode()
+        )
+        part_head = '--{b}\r\nContent-Type: text/{t}; charset="utf-8"\r\n' + (
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self._text_head = part_head.format(b=boundary, t="plain").encode("ascii")
+        # The line break before a boundary belongs to the boundary (RFC 2046), not the part.
+        self._html_head = b"\r\n" + part_head.format(b=boundary, t="html").encode("ascii")
+        self._end = f"\r\n--{boundary}--\r\n".encode("ascii")
+        self._text = _EncodedPart(template.text)
+        self._html = _EncodedPart(template.html)
+        mailto = template.unsubscribe_mailto
+        self._mailto = f"<{_one_line(mailto)}>" if mailto else None
+        self._dates = _DateCache()
+
+    def _list_unsubscribe(self, url: str) -> bytes:
+        if not self.template.bulk:
+            return b""
+        entries = []
+        if url:
+            if any(c in url for c in "\r\n <>\t"):
+                raise InvalidRecipient(f"unusable unsubscribe URL {url!r}")
+            entries.append(f"<{url}>")
+        if self._mailto:
+            entries.append(self._mailto)
+        if not entries:
+            return b""
+        line = "List-Unsubscribe: " + ", ".join(entries)
+        if len(line) > 78:
+            line = "List-Unsubscribe: " + ",\r\n ".join(entries)
+        out = line + "\r\n"
+        if url:
+            out += "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        return out.encode("ascii")
+
+    def render(self, recipient: Recipient) -> RenderedMessage:
+        values = recipient.values
+        message_id = f"{uuid.uuid4().hex}@{self.domain}"
+        subject = self._static_subject or _unstructured("Subject", self._subject.substitute(values))
+        out = [
+            self._dates.get(),
+            f"Message-ID: <{message_id}>\r\n".encode("ascii"),
+            subject,
+            self._head,
+            _to_header(recipient.email, values.get("name", "")),
+            self._static,
+            self._list_unsubscribe(values.get("unsubscribe_url", "")),
+            self._mime,
+            self._text_head,
+        ]
+        self._text.render(values, out)
+        out.append(self._html_head)
+        self._html.render(values, out)
+        out.append(self._end)
+        return RenderedMessage(message_id, b"".join(out))
+
+
+def build_message(template: MessageTemplate, recipient: Recipient, *, domain: str) -> bytes:
+    """The complete message bytes for one recipient (for one-off mail).
+
+    For many recipients keep one ``CompiledMessage`` and call ``render``.
+    """
+    return CompiledMessage(template, domain=domain).render(recipient).data

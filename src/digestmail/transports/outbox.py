@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Sequence
 from email.utils import parseaddr
 from pathlib import Path
 
 from digestmail.config import Settings
-from digestmail.transports.base import Accepted, BatchResult, MessageTemplate, Recipient
-from digestmail.transports.mime import build_message
+from digestmail.transports.base import (
+    Accepted,
+    BatchResult,
+    MessageTemplate,
+    Recipient,
+    Rejected,
+)
+from digestmail.transports.mime import CompiledMessage, InvalidRecipient
 
 _SAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
+
+
+def sender_domain(from_addr: str) -> str:
+    """The domain for Message-IDs: the sender's, so they are unique to us."""
+    return parseaddr(from_addr)[1].rpartition("@")[2] or "localhost"
 
 
 class OutboxTransport:
@@ -26,20 +36,32 @@ class OutboxTransport:
 
     def __init__(self, settings: Settings) -> None:
         self.directory = Path(settings.outbox_dir)
-        self.domain = parseaddr(settings.from_)[1].rpartition("@")[2] or "localhost"
+        self.domain = sender_domain(settings.from_)
+        self._compiled: CompiledMessage | None = None
+
+    def compiled(self, template: MessageTemplate) -> CompiledMessage:
+        """The template encoded once and reused for every batch of the same message."""
+        if self._compiled is None or self._compiled.template != template:
+            self._compiled = CompiledMessage(template, domain=self.domain)
+        return self._compiled
 
     def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
         self.directory.mkdir(parents=True, exist_ok=True)
+        compiled = self.compiled(template)
         result = BatchResult()
         for recipient in recipients:
-            data = build_message(template, recipient, domain=self.domain)
-            message_id = uuid.uuid4().hex
-            name = f"{_SAFE.sub('_', recipient.email)}-{message_id[:12]}.eml"
+            try:
+                message = compiled.render(recipient)
+            except InvalidRecipient as exc:
+                result.rejected.append(Rejected(recipient.email, str(exc), permanent=True))
+                continue
+            local = message.message_id.partition("@")[0]
+            name = f"{_SAFE.sub('_', recipient.email)}-{local[:12]}.eml"
             tmp = self.directory / f".{name}.tmp"
-            tmp.write_bytes(data)
+            tmp.write_bytes(message.data)
             # Rename is atomic: a reader never sees half a message.
             os.replace(tmp, self.directory / name)
-            result.accepted.append(Accepted(recipient.email, message_id))
+            result.accepted.append(Accepted(recipient.email, message.message_id))
         return result
 
     def close(self) -> None:

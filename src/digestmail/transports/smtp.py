@@ -1,22 +1,348 @@
-"""Placeholder until the smtp transport lands (issue 4)."""
+"""SMTP transport: a pool of persistent connections, each in its own thread.
+
+One SMTP round trip per command makes a single connection latency-bound, so
+``settings.smtp_connections`` connections (default 4) send in parallel. Each
+message is spliced from a template encoded once (``mime.CompiledMessage``).
+Per-message outcomes follow the reply code: 5xx is a permanent rejection, 4xx and a
+lost connection are retried a bounded number of times with backoff, then reported
+as temporary rejections. Whole-batch problems (cannot connect, credentials refused)
+raise ``TransportError`` when nothing of the batch went out.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import queue
+import random
+import smtplib
+import ssl
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from digestmail.config import Settings
-from digestmail.transports.base import BatchResult, MessageTemplate, Recipient
+from digestmail.transports.base import (
+    Accepted,
+    BatchResult,
+    MessageTemplate,
+    Recipient,
+    Rejected,
+    TransportError,
+)
+from digestmail.transports.mime import CompiledMessage, InvalidRecipient
+from digestmail.transports.outbox import sender_domain
+
+log = logging.getLogger(__name__)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    """Where and how to connect, parsed from ``DIGESTMAIL_SMTP_URL``."""
+
+    host: str
+    port: int
+    implicit_tls: bool = False  # smtps://
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    local_hostname: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SMTPConfig:
+        """``smtp://[user:pass@]host[:port][?starttls=true&helo=NAME]`` or ``smtps://…``.
+
+        Credentials are percent-decoded, so a password may hold ``@`` as ``%40``.
+        Errors never repeat the URL: it holds the password.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError("DIGESTMAIL_SMTP_URL must start with smtp:// or smtps://")
+        if not parts.hostname:
+            raise ValueError("DIGESTMAIL_SMTP_URL names no host")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("DIGESTMAIL_SMTP_URL has an invalid port") from None
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(query) - {"starttls", "helo"}
+        if unknown:
+            raise ValueError(f"DIGESTMAIL_SMTP_URL: unknown option(s) {', '.join(sorted(unknown))}")
+        implicit = parts.scheme == "smtps"
+        port = port or (465 if implicit else 25)
+        starttls_opt = query.get("starttls", "").lower()
+        if starttls_opt in _TRUE:
+            starttls = True
+        elif starttls_opt in _FALSE or not starttls_opt:
+            # Port 587 is the submission port: it means STARTTLS unless told otherwise.
+            starttls = port == 587 and not starttls_opt and not implicit
+        else:
+            raise ValueError("DIGESTMAIL_SMTP_URL: starttls must be true or false")
+        if implicit and starttls:
+            raise ValueError("DIGESTMAIL_SMTP_URL: smtps:// is already TLS; drop starttls")
+        return cls(
+            host=parts.hostname,
+            port=port,
+            implicit_tls=implicit,
+            starttls=starttls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            local_hostname=query.get("helo") or None,
+        )
+
+    def redacted(self) -> str:
+        """The URL for logs and messages: never the password."""
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        user = f"{self.username}:***@" if self.username else ""
+        tls = "?starttls=true" if self.starttls else ""
+        return f"{scheme}://{user}{self.host}:{self.port}{tls}"
+
+
+class _Fatal(Exception):
+    """A failure that no retry of this batch fixes on this connection (raised as a batch error)."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class _Temporary(Exception):
+    """A per-message failure worth trying again."""
+
+
+class _Connection:
+    """One persistent SMTP session, re-opened after a drop."""
+
+    def __init__(
+        self, config: SMTPConfig, timeout: float, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.smtp: smtplib.SMTP | None = None
+
+    def _context(self) -> ssl.SSLContext:
+        return self.ssl_context or ssl.create_default_context()
+
+    def open(self) -> smtplib.SMTP:
+        if self.smtp is not None:
+            return self.smtp
+        cfg = self.config
+        where = cfg.redacted()
+        try:
+            smtp: smtplib.SMTP
+            if cfg.implicit_tls:
+                smtp = smtplib.SMTP_SSL(
+                    cfg.host,
+                    cfg.port,
+                    local_hostname=cfg.local_hostname,
+                    timeout=self.timeout,
+                    context=self._context(),
+                )
+            else:
+                smtp = smtplib.SMTP(
+                    cfg.host, cfg.port, local_hostname=cfg.local_hostname, timeout=self.timeout
+                )
+            try:
+                smtp.ehlo()
+                if cfg.starttls:
+                    smtp.starttls(context=self._context())
+                    smtp.ehlo()
+                if cfg.username:
+                    smtp.login(cfg.username, cfg.password or "")
+            except BaseException:
+                smtp.close()
+                raise
+        except smtplib.SMTPAuthenticationError as exc:
+            raise _Fatal(
+                f"the SMTP server {where} refused the credentials: {_reply(exc)}", permanent=True
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise _Fatal(f"the SMTP server {where}: {exc}", permanent=True) from None
+        except smtplib.SMTPResponseException as exc:
+            raise _Fatal(
+                f"the SMTP server {where} answered {_reply(exc)}",
+                permanent=500 <= exc.smtp_code < 600,
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _Fatal(f"cannot connect to {where}: {exc}", permanent=False) from None
+        self.smtp = smtp
+        return smtp
+
+    def drop(self) -> None:
+        if self.smtp is not None:
+            try:
+                self.smtp.close()
+            finally:
+                self.smtp = None
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                self.smtp.quit()
+            self.drop()
+
+    def send(self, sender: str, rcpt: str, data: bytes) -> None:
+        """Send one message; raises ``_Permanent``, ``_Temporary`` or ``_Fatal``."""
+        smtp = self.open()
+        try:
+            smtp.sendmail(sender, [rcpt], data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, msg = exc.recipients.get(rcpt, (550, b"refused"))
+            self._classify(code, msg)
+        except smtplib.SMTPSenderRefused as exc:
+            if 500 <= exc.smtp_code < 600:
+                raise _Fatal(
+                    f"the SMTP server refused the sender {sender}: {_reply(exc)}", permanent=True
+                ) from None
+            self._classify(exc.smtp_code, exc.smtp_error)
+        except smtplib.SMTPResponseException as exc:
+            self._classify(exc.smtp_code, exc.smtp_error)
+        except (smtplib.SMTPException, OSError) as exc:
+            # Connection lost or timed out: the next attempt reconnects.
+            self.drop()
+            raise _Temporary(f"connection lost: {exc or type(exc).__name__}") from None
+
+    def _classify(self, code: int, msg: bytes | str) -> None:
+        text = f"{code} {_text(msg)}"
+        if code == 421:  # the server is closing this session
+            self.drop()
+        if 500 <= code < 600:
+            raise _Permanent(text)
+        raise _Temporary(text)
+
+
+class _Permanent(Exception):
+    """The server refused this message for good (5xx)."""
+
+
+def _text(msg: bytes | str) -> str:
+    return msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    return f"{exc.smtp_code} {_text(exc.smtp_error)}"
 
 
 class SMTPTransport:
     name = "smtp"
     max_batch = 1000
 
-    def __init__(self, settings: Settings) -> None:
-        raise NotImplementedError("the smtp transport is not built yet")
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retry_delays: Sequence[float] = (1.0, 5.0),
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``retry_delays``: seconds before each further attempt of a temporary failure.
+
+        ``ssl_context`` replaces the default (system CAs; honours ``SSL_CERT_FILE``).
+        """
+        if settings.smtp_url is None:
+            raise ValueError("the smtp transport needs DIGESTMAIL_SMTP_URL")
+        self.config = SMTPConfig.parse(settings.smtp_url.get_secret_value())
+        self.domain = sender_domain(settings.from_)
+        self.retry_delays = tuple(retry_delays)
+        self.size = settings.smtp_connections
+        self._pool: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
+        for _ in range(self.size):
+            self._pool.put(_Connection(self.config, settings.smtp_timeout, ssl_context))
+        self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="digestmail-smtp")
+        self._compiled: CompiledMessage | None = None
+        self._lock = threading.Lock()
+        cfg = self.config
+        plain = cfg.username and not (cfg.implicit_tls or cfg.starttls)
+        if plain and cfg.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("SMTP password sent without TLS to %s", self.config.redacted())
+
+    def compiled(self, template: MessageTemplate) -> CompiledMessage:
+        with self._lock:
+            if self._compiled is None or self._compiled.template != template:
+                self._compiled = CompiledMessage(template, domain=self.domain)
+            return self._compiled
 
     def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
-        raise NotImplementedError
+        compiled = self.compiled(template)
+        sender = parseaddr(template.from_addr)[1]
+        if not sender:
+            raise TransportError(f"no sender address in {template.from_addr!r}", permanent=True)
+        slices = [recipients[i :: self.size] for i in range(self.size)]
+        futures = [
+            self._executor.submit(self._work, compiled, sender, part) for part in slices if part
+        ]
+        result = BatchResult()
+        fatal: _Fatal | None = None
+        for future in futures:
+            part, error = future.result()
+            result.accepted.extend(part.accepted)
+            result.rejected.extend(part.rejected)
+            if error is not None and (fatal is None or error.permanent):
+                fatal = error
+        if fatal is not None and not result.accepted:
+            raise TransportError(str(fatal), permanent=fatal.permanent)
+        return result
+
+    def _work(
+        self, compiled: CompiledMessage, sender: str, recipients: Sequence[Recipient]
+    ) -> tuple[BatchResult, _Fatal | None]:
+        """One worker's share of a batch, on one connection of the pool."""
+        conn = self._pool.get()
+        result = BatchResult()
+        try:
+            pending = list(recipients)
+            errors: dict[str, str] = {}
+            for attempt in range(len(self.retry_delays) + 1):
+                if attempt:
+                    delay = self.retry_delays[attempt - 1]
+                    time.sleep(delay * random.uniform(0.8, 1.2))
+                retry: list[Recipient] = []
+                for i, recipient in enumerate(pending):
+                    try:
+                        message = compiled.render(recipient)
+                        conn.send(sender, recipient.email, message.data)
+                    except InvalidRecipient as exc:
+                        result.rejected.append(Rejected(recipient.email, str(exc), permanent=True))
+                    except _Permanent as exc:
+                        result.rejected.append(Rejected(recipient.email, str(exc), permanent=True))
+                    except _Temporary as exc:
+                        errors[recipient.email] = str(exc)
+                        retry.append(recipient)
+                    except _Fatal as exc:
+                        if exc.permanent or attempt == len(self.retry_delays):
+                            # Not sent; the caller decides (batch error or temporary rejection).
+                            for r in [*retry, *pending[i:]]:
+                                result.rejected.append(Rejected(r.email, str(exc), permanent=False))
+                            return result, exc
+                        errors[recipient.email] = str(exc)
+                        retry.extend(pending[i:])
+                        break
+                    else:
+                        result.accepted.append(Accepted(recipient.email, message.message_id))
+                pending = retry
+                if not pending:
+                    break
+            for recipient in pending:
+                result.rejected.append(
+                    Rejected(recipient.email, errors.get(recipient.email, "not sent"), False)
+                )
+            return result, None
+        finally:
+            self._pool.put(conn)
 
     def close(self) -> None:
-        pass
+        """Finish what is running, then say QUIT on every connection (idempotent)."""
+        self._executor.shutdown(wait=True)
+        while True:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                break
+            conn.close()

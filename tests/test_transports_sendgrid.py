@@ -1,0 +1,189 @@
+"""The SendGrid transport against the fake SendGrid server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from digestmail.config import Settings
+from digestmail.placeholders import Template
+from digestmail.transports.base import MessageTemplate, Recipient, TransportError
+from digestmail.transports.sendgrid import SendGridTransport
+from tests.fakes.sendgrid import FakeSendGrid
+
+API_KEY = "SG.test-key-do-not-log"
+
+TEMPLATE = MessageTemplate(
+    subject="Policy Digest for %%name%%",
+    html='<p>Dear %%greeting_name:html%%</p><a href="%%unsubscribe_url:html%%">Unsubscribe</a>',
+    text="Dear %%greeting_name%%\nUnsubscribe: %%unsubscribe_url%%\n",
+    from_addr="Policy Digest <digest@example.org>",
+    reply_to="editors@example.org",
+    headers={"List-Id": "Policy Digest <policy-digest.example.org>"},
+    unsubscribe_mailto="mailto:unsubscribe@example.org",
+    campaign_id=12,
+    categories=("Policy Digest", "vol-3.2"),
+)
+
+
+def recipients(n: int, start: int = 0) -> list[Recipient]:
+    return [
+        Recipient(
+            f"reader{i}@example.net",
+            {
+                "name": f"Reader <{i}> & Co",
+                "greeting_name": f"Reader {i}",
+                "unsubscribe_url": f"https://x.test/unsubscribe/t{i}?a=1&b=2",
+            },
+            subscriber_id=i,
+            delivery_id=5000 + i,
+        )
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSendGrid]:
+    with FakeSendGrid(api_key=API_KEY) as f:
+        yield f
+
+
+def transport(fake: FakeSendGrid, key: str = API_KEY, **kw: float) -> SendGridTransport:
+    settings = Settings(
+        transport="sendgrid",
+        sendgrid_api_key=key,
+        sendgrid_api_host=fake.url,
+        sendgrid_timeout=5,
+    )
+    options: dict[str, float] = {"backoff": 0.01, "backoff_cap": 0.05}
+    options.update(kw)
+    return SendGridTransport(settings, **options)  # type: ignore[arg-type]
+
+
+def test_one_request_carries_the_batch_with_everything_per_recipient(fake: FakeSendGrid) -> None:
+    result = transport(fake).send_batch(TEMPLATE, recipients(1000))
+    assert len(result.accepted) == 1000 and not result.rejected
+    assert len(fake.requests) == 1
+    assert {a.message_id for a in result.accepted} == {fake.message_ids[0]}
+    body = fake.requests[0]
+    assert body["from"] == {"email": "digest@example.org", "name": "Policy Digest"}
+    assert body["reply_to"] == {"email": "editors@example.org"}
+    assert body["subject"] == TEMPLATE.subject
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert body["headers"] == {"List-Id": "Policy Digest <policy-digest.example.org>"}
+    assert body["categories"] == ["Policy Digest", "vol-3.2"]
+    assert body["mail_settings"] == {"sandbox_mode": {"enable": False}}
+    p = body["personalizations"][7]
+    assert p["to"] == [{"email": "reader7@example.net", "name": "Reader <7> & Co"}]
+    assert p["custom_args"] == {"campaign_id": "12", "subscriber_id": "7", "delivery_id": "5007"}
+    assert p["headers"] == {
+        "List-Unsubscribe": "<https://x.test/unsubscribe/t7?a=1&b=2>, "
+        "<mailto:unsubscribe@example.org>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    # what SendGrid will produce with these substitutions equals our own substitution
+    subs = p["substitutions"]
+
+    def sendgrid_fill(text: str) -> str:
+        for key, value in subs.items():
+            text = text.replace(key, value)
+        return text
+
+    values = recipients(8)[7].values
+    for part in (TEMPLATE.subject, TEMPLATE.text, TEMPLATE.html):
+        assert sendgrid_fill(part) == Template.parse(part).substitute(values)
+    assert "Reader &lt;7&gt; &amp; Co" not in sendgrid_fill(TEMPLATE.html)  # name unused in html
+    assert 'href="https://x.test/unsubscribe/t7?a=1&amp;b=2"' in sendgrid_fill(TEMPLATE.html)
+    # only the tokens the message uses travel
+    assert "%%webview_url%%" not in subs
+
+
+def test_repeated_address_is_rejected_not_sent_twice(fake: FakeSendGrid) -> None:
+    batch = [*recipients(3), Recipient("READER1@example.net", {})]
+    result = transport(fake).send_batch(TEMPLATE, batch)
+    assert [r.email for r in result.rejected] == ["READER1@example.net"]
+    assert len(result.accepted) == 3
+    assert len(fake.personalizations()) == 3
+
+
+def test_confirmation_mail_has_no_list_headers(fake: FakeSendGrid) -> None:
+    one_off = MessageTemplate(
+        subject="Confirm", html="<p>x</p>", text="x", from_addr="d@example.org", bulk=False
+    )
+    transport(fake).send_batch(one_off, [Recipient("a@example.net", {})])
+    p = fake.personalizations()[0]
+    assert "headers" not in p and "substitutions" not in p and "custom_args" not in p
+
+
+def test_429_is_retried_honouring_retry_after(fake: FakeSendGrid) -> None:
+    fake.fail_next(429, times=2, retry_after=0.4)
+    start = time.monotonic()
+    result = transport(fake).send_batch(TEMPLATE, recipients(5))
+    assert time.monotonic() - start >= 0.8
+    assert len(result.accepted) == 5
+    assert fake.statuses == [429, 429, 202]
+
+
+def test_5xx_is_retried_then_raised_as_temporary(fake: FakeSendGrid) -> None:
+    fake.fail_next(500, times=3)
+    with pytest.raises(TransportError) as err:
+        transport(fake, max_attempts=3).send_batch(TEMPLATE, recipients(5))
+    assert not err.value.permanent
+    assert "500" in str(err.value) and "3 attempts" in str(err.value)
+    assert fake.calls == 3 and not fake.requests
+
+
+def test_long_retry_after_is_handed_to_the_caller(fake: FakeSendGrid) -> None:
+    fake.fail_next(429, retry_after=120)
+    start = time.monotonic()
+    with pytest.raises(TransportError) as err:
+        transport(fake, max_wait=10).send_batch(TEMPLATE, recipients(2))
+    assert time.monotonic() - start < 5
+    assert not err.value.permanent and err.value.retry_after == 120
+
+
+def test_wrong_key_is_permanent_in_plain_words(
+    fake: FakeSendGrid, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(TransportError) as err:
+        transport(fake, key="SG.wrong-secret-key").send_batch(TEMPLATE, recipients(2))
+    assert err.value.permanent
+    assert str(err.value).startswith("SendGrid refused the API key (401): ")
+    assert "authorization grant is invalid" in str(err.value)
+    assert fake.calls == 1  # never retried
+    assert "wrong-secret-key" not in caplog.text and "wrong-secret-key" not in str(err.value)
+
+
+def test_400_carries_sendgrids_message_and_field(fake: FakeSendGrid) -> None:
+    bad = MessageTemplate(
+        subject="x",
+        html="<p>x</p>",
+        text="x",
+        from_addr="d@example.org",
+        headers={"Reply-To": "someone@example.org"},
+    )
+    with pytest.raises(TransportError) as err:
+        transport(fake).send_batch(bad, recipients(1))
+    assert err.value.permanent
+    assert str(err.value).startswith("SendGrid refused the request (400): ")
+    assert "reserved" in str(err.value) and "(field headers.Reply-To)" in str(err.value)
+
+
+def test_unreachable_host_is_temporary() -> None:
+    with FakeSendGrid(api_key=API_KEY) as gone:
+        pass
+    with pytest.raises(TransportError) as err:
+        transport(gone, max_attempts=2).send_batch(TEMPLATE, recipients(1))
+    assert not err.value.permanent
+    assert "cannot reach SendGrid" in str(err.value)
+
+
+def test_key_never_logged(fake: FakeSendGrid, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.fail_next(503)
+    transport(fake).send_batch(TEMPLATE, recipients(2))
+    assert API_KEY not in caplog.text
