@@ -99,6 +99,9 @@ class SubscriberSource(enum.StrEnum):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # Ids are in signed links that never expire: SQLite must not hand an erased
+    # subscriber's id to somebody new.
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # As the subscriber typed it (the domain lower-cased by email-validator).

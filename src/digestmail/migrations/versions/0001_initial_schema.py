@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 04:21:53.095646
+Create Date: 2026-11-22 04:26:27.516572
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ def upgrade() -> None:
         sa.Column("updated_at", digestmail.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
         sa.UniqueConstraint("email_key", name=op.f("uq_subscribers_email_key")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_subscribers_status"), ["status"], unique=False)

@@ -1,0 +1,56 @@
+"""``digestmail serve``: the web app under uvicorn (and, later, the scheduler)."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from fastapi import FastAPI
+
+from digestmail.cli.common import console
+from digestmail.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def attach_scheduler(app: FastAPI, settings: Settings) -> None:
+    """The seam for the scheduler: start it with the app, in the same process.
+
+    Scheduling arrives with its own issue; it plugs in here (e.g. by wrapping the
+    app's lifespan). Until then ``serve`` runs the web app only.
+    """
+    log.info("scheduler: not available in this version; serving the web app only")
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    no_scheduler: bool = typer.Option(
+        False, "--no-scheduler", help="Do not run the scheduler in this process."
+    ),
+) -> None:
+    """Serve the public pages and hooks (behind a TLS reverse proxy in production)."""
+    import uvicorn
+
+    from digestmail.web import create_app
+
+    settings = get_settings()
+    app = create_app(settings)
+    if not no_scheduler:
+        attach_scheduler(app, settings)
+    base = f"http://{host}:{port}"
+    console.print(f"Subscribe form:  {base}/subscribe")
+    console.print(f"Health check:    {base}/healthz")
+    if settings.transport == "outbox":
+        console.print(f"Outbox (local):  {base}/admin/outbox")
+    console.print(f"Links in emails point to {settings.base_url}")
+    # proxy_headers: behind nginx on this machine, X-Forwarded-For gives the client's
+    # real address (rate limits, consent records); only 127.0.0.1 is trusted for it.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        log_level=settings.log_level.lower(),
+    )

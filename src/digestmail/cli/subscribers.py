@@ -1,0 +1,297 @@
+"""``digestmail subscribers …``: the staff's tools for the list."""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import json
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TextIO
+
+import typer
+from rich.table import Table
+
+from digestmail import confirmation, subscribers
+from digestmail.cli.common import console, err_console, open_database
+from digestmail.config import get_settings
+from digestmail.models import Subscriber, SubscriberStatus
+from digestmail.transports.base import TransportError
+
+app = typer.Typer(
+    help="Manage subscribers: add, import, export, remove, list.", no_args_is_help=True
+)
+
+EXPORT_FIELDS = (
+    "id",
+    "email",
+    "name",
+    "status",
+    "source",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "consent_at",
+    "consent_ip",
+    "consent_by",
+    "consent_text",
+)
+
+
+class ExportFormat(StrEnum):
+    CSV = "csv"
+    JSON = "json"
+
+
+def _staff() -> str:
+    """Who ran the command, for the consent record."""
+    try:
+        return f"staff:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "staff"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]Error:[/red] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _send_confirmations(people: list[tuple[int, str]]) -> None:
+    if not people:
+        return
+    try:
+        result = confirmation.send(get_settings(), confirmation.Kind.SUBSCRIBE, people)
+    except TransportError as exc:
+        raise _fail(
+            f"the subscribers are saved as pending, but confirmations were not sent: {exc}"
+        ) from None
+    console.print(f"Sent {len(result.accepted)} confirmation email(s).")
+    for rejected in result.rejected:
+        err_console.print(f"[yellow]Not sent[/yellow] to {rejected.email}: {rejected.error}")
+
+
+@app.command()
+def add(
+    email: str = typer.Argument(..., help="The address to add."),
+    name: str | None = typer.Option(None, "--name", help="The subscriber's name."),
+    confirmed: bool = typer.Option(
+        False,
+        "--confirmed",
+        help="Staff vouch for consent (e.g. the reader asked in writing): active at once. "
+        "Without it, a confirmation email is sent.",
+    ),
+) -> None:
+    """Add one subscriber."""
+    try:
+        address = subscribers.normalize(email)
+    except subscribers.InvalidAddress as exc:
+        raise _fail(str(exc), 2) from None
+    db = open_database()
+    try:
+        with db.session() as session:
+            sub, needs_mail = subscribers.add_by_staff(
+                session, address, name=name, confirmed=confirmed, staff=_staff()
+            )
+            summary = (sub.id, sub.email, sub.status)
+    except subscribers.Erased:
+        raise _fail(
+            f"{address.email} was erased on request; it can only come back by subscribing "
+            "itself (the form or an email), which asks for confirmation."
+        ) from None
+    finally:
+        db.dispose()
+    sub_id, sub_email, status = summary
+    if needs_mail:
+        _send_confirmations([(sub_id, sub_email)])
+    if status in subscribers.SUPPRESSED:
+        console.print(
+            f"{sub_email} is {status.value}; a confirmation email was sent, and they are "
+            "back on the list only if they follow it."
+        )
+    else:
+        console.print(f"{sub_email} is {status.value} (id {sub_id}).")
+
+
+def _read_csv(path: Path) -> Iterator[subscribers.ImportRow]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise _fail(f"{path} is empty", 2)
+        columns = [h.strip().lower() for h in header]
+        if "email" not in columns:
+            raise _fail(f"{path}: the first line must name the columns, with 'email' among them", 2)
+        email_at = columns.index("email")
+        name_at = columns.index("name") if "name" in columns else None
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            yield subscribers.ImportRow(
+                line=reader.line_num,
+                email=row[email_at] if email_at < len(row) else "",
+                name=row[name_at] if name_at is not None and name_at < len(row) else None,
+            )
+
+
+@app.command("import")
+def import_(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with email,name."),
+    double_opt_in: bool = typer.Option(
+        False,
+        "--double-opt-in",
+        help="Add new rows as pending and email each a confirmation link, instead of "
+        "adding them as active on staff's word.",
+    ),
+) -> None:
+    """Import subscribers from a CSV file; safe to run again on the same file.
+
+    Bad rows are reported with their line numbers and skipped; good rows are kept.
+    Addresses already on the list are left exactly as they are.
+    """
+    try:
+        rows = list(_read_csv(path))
+    except UnicodeDecodeError as exc:
+        raise _fail(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})", 2) from None
+    db = open_database()
+    try:
+        with db.session() as session:
+            report = subscribers.import_rows(
+                session,
+                rows,
+                double_opt_in=double_opt_in,
+                staff=_staff(),
+                source_label=path.name,
+            )
+    finally:
+        db.dispose()
+    for bad in report.bad:
+        err_console.print(
+            f"{path.name}, line {bad.line}: skipped {bad.value!r}: {bad.reason}", soft_wrap=True
+        )
+    summary = (
+        ("Added", len(report.added)),
+        ("Already on the list (left unchanged)", report.existing),
+        ("Repeated in the file", report.duplicates),
+        ("Erased on request (skipped)", report.erased),
+        ("Bad rows (skipped)", len(report.bad)),
+    )
+    for label, count in summary:
+        console.print(f"{label}: {count}", soft_wrap=True)
+    if double_opt_in:
+        _send_confirmations(report.added)
+
+
+def _record(sub: Subscriber) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in EXPORT_FIELDS:
+        value = getattr(sub, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, StrEnum):
+            value = value.value
+        out[name] = value
+    return out
+
+
+def _write_export(out: TextIO, fmt: ExportFormat, status: SubscriberStatus | None) -> int:
+    db = open_database()
+    count = 0
+    try:
+        with db.session() as session:
+            if fmt is ExportFormat.CSV:
+                writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
+                writer.writeheader()
+                for sub in subscribers.iter_subscribers(session, status):
+                    writer.writerow(_record(sub))
+                    count += 1
+            else:
+                out.write("[")
+                for sub in subscribers.iter_subscribers(session, status):
+                    out.write(",\n " if count else "\n ")
+                    out.write(json.dumps(_record(sub), ensure_ascii=False))
+                    count += 1
+                out.write("\n]\n" if count else "]\n")
+    finally:
+        db.dispose()
+    return count
+
+
+@app.command()
+def export(
+    fmt: ExportFormat = typer.Option(ExportFormat.CSV, "--format", "-f", help="csv or json."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File (default: stdout)."),
+    status: SubscriberStatus | None = typer.Option(None, "--status", help="Only this status."),
+) -> None:
+    """Export every subscriber: email, name, status, source, dates and consent record."""
+    if output is None:
+        _write_export(sys.stdout, fmt, status)
+        return
+    tmp = output.with_name(f".{output.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        count = _write_export(fh, fmt, status)
+    tmp.replace(output)
+    err_console.print(f"Exported {count} subscriber(s) to {output}.")
+
+
+@app.command()
+def remove(
+    email: str = typer.Argument(..., help="The address to remove."),
+    erase: bool = typer.Option(
+        False,
+        "--erase",
+        help="GDPR erasure: delete all personal data, keep only a hash so that a later "
+        "import cannot bring the address back.",
+    ),
+) -> None:
+    """Take an address off the list (kept as unsubscribed, so it is never mailed again)."""
+    db = open_database()
+    try:
+        with db.session() as session:
+            if erase:
+                existed = subscribers.erase(session, email)
+                message = (
+                    f"Erased {email}: personal data deleted, a hash kept to block re-imports."
+                    if existed
+                    else f"{email} was not on the list; recorded the erasure so imports skip it."
+                )
+            else:
+                sub = subscribers.remove(session, email)
+                if sub is None:
+                    raise _fail(f"no subscriber with the address {email!r}")
+                message = f"{sub.email} is unsubscribed and will not be mailed again."
+    finally:
+        db.dispose()
+    console.print(message)
+
+
+@app.command("list")
+def list_(
+    status: SubscriberStatus | None = typer.Option(None, "--status", help="Only this status."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines, for scripts."),
+) -> None:
+    """List subscribers (newest last)."""
+    if as_json:
+        buffer = io.StringIO()
+        _write_export(buffer, ExportFormat.JSON, status)
+        sys.stdout.write(buffer.getvalue())
+        return
+    table = Table("id", "email", "name", "status", "source", "since")
+    db = open_database()
+    try:
+        with db.session() as session:
+            for sub in subscribers.iter_subscribers(session, status):
+                table.add_row(
+                    str(sub.id),
+                    sub.email,
+                    sub.name or "",
+                    sub.status.value,
+                    sub.source.value,
+                    sub.created_at.strftime("%Y-%m-%d"),
+                )
+    finally:
+        db.dispose()
+    console.print(table)

@@ -1,0 +1,61 @@
+"""The web app: public pages (subscribe, confirm, unsubscribe), hooks, operator pages.
+
+``create_app`` builds everything from one ``Settings`` so tests can run several apps
+side by side, each with its own database, outbox and rate-limit memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from digestmail.config import Settings, get_settings
+from digestmail.db import Database
+from digestmail.web import hooks, ops, public
+from digestmail.web.pages import Pages
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    database = Database(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            database.dispose()
+
+    app = FastAPI(
+        title=settings.publication,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.pages = Pages(settings)
+    # In memory, per process: one server process is the deployment this is built for.
+    app.state.subscribe_limiter = MovingWindowRateLimiter(MemoryStorage())
+    app.state.subscribe_limit = parse(settings.subscribe_limit)
+
+    @app.middleware("http")
+    async def _security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        # Confirm and unsubscribe URLs carry tokens: never leak them in a Referer.
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    app.include_router(public.router)
+    app.include_router(hooks.router)
+    app.include_router(ops.router)
+    return app

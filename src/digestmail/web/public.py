@@ -1,0 +1,156 @@
+"""Public pages: subscribe, confirm, unsubscribe (including RFC 8058 one-click).
+
+The subscribe form carries no CSRF token on purpose: it is embedded in the
+publication's own website and posts across sites. A honeypot field and a per-IP
+rate limit keep bots out instead; double opt-in keeps out everybody else.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+
+from digestmail import confirmation, subscribers
+from digestmail.models import Subscriber, SubscriberSource, SubscriberStatus
+from digestmail.tokens import Purpose, TokenError, read_token
+from digestmail.transports.base import TransportError
+from digestmail.web.deps import client_ip, database_of, pages_of, settings_of
+from digestmail.web.pages import consent_wording
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+# The honeypot's field name: plausible to a form-filling bot, hidden from people.
+HONEYPOT = "website"
+
+
+@router.get("/", include_in_schema=False)
+@router.get("/subscribe", response_class=HTMLResponse)
+def subscribe_form(request: Request) -> HTMLResponse:
+    return pages_of(request).render(request, "subscribe.html", email="", name="", error=None)
+
+
+@router.post("/subscribe", response_class=HTMLResponse)
+def subscribe_submit(
+    request: Request,
+    email: str = Form(""),
+    name: str = Form(""),
+    website: str = Form(""),
+) -> HTMLResponse:
+    settings = settings_of(request)
+    pages = pages_of(request)
+    ip = client_ip(request)
+    limiter = request.app.state.subscribe_limiter
+    if not limiter.hit(request.app.state.subscribe_limit, "subscribe", ip):
+        response = pages.render(request, "rate_limited.html", status_code=429)
+        response.headers["Retry-After"] = "60"
+        return response
+    if website.strip():
+        # A bot filled the hidden field: answer as if it worked, do nothing.
+        log.info("subscribe: honeypot filled, ignored")
+        return pages.render(request, "thanks.html", email=email.strip())
+    try:
+        address = subscribers.normalize(email)
+    except subscribers.InvalidAddress as exc:
+        return pages.render(
+            request,
+            "subscribe.html",
+            status_code=422,
+            email=email.strip(),
+            name=name.strip(),
+            error=_friendly(exc),
+        )
+    with database_of(request).session() as session:
+        outcome = subscribers.request_subscription(
+            session,
+            address,
+            name=name,
+            source=SubscriberSource.FORM,
+            consent_text=consent_wording(settings),
+            ip=ip,
+        )
+    if outcome.needs_confirmation:
+        try:
+            confirmation.send(
+                settings, confirmation.Kind.SUBSCRIBE, [(outcome.subscriber_id, outcome.email)]
+            )
+        except TransportError as exc:
+            log.error("subscribe: confirmation email not sent: %s", exc)
+            return pages.render(request, "unavailable.html", status_code=503)
+    return pages.render(request, "thanks.html", email=address.email)
+
+
+def _friendly(exc: subscribers.InvalidAddress) -> str:
+    return f"That does not look like a complete email address ({exc.reason.rstrip('.')})."
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+def confirm(request: Request, token: str) -> HTMLResponse:
+    settings = settings_of(request)
+    pages = pages_of(request)
+    try:
+        subscriber_id = read_token(settings, Purpose.CONFIRM, token)
+    except TokenError as exc:
+        return pages.render(
+            request,
+            "link_problem.html",
+            status_code=410 if exc.expired else 400,
+            problem="expired" if exc.expired else "invalid",
+        )
+    with database_of(request).session() as session:
+        result, sub = subscribers.confirm(session, subscriber_id)
+        email = sub.email if sub else ""
+    if result is subscribers.ConfirmResult.UNKNOWN:
+        return pages.render(request, "link_problem.html", status_code=404, problem="unknown")
+    if result is subscribers.ConfirmResult.STALE:
+        return pages.render(request, "link_problem.html", status_code=409, problem="stale")
+    return pages.render(
+        request,
+        "confirmed.html",
+        email=email,
+        already=result is subscribers.ConfirmResult.ALREADY,
+    )
+
+
+def _unsubscribe_id(request: Request, token: str) -> int | HTMLResponse:
+    try:
+        return read_token(settings_of(request), Purpose.UNSUBSCRIBE, token)
+    except TokenError:
+        return pages_of(request).render(
+            request, "link_problem.html", status_code=400, problem="invalid"
+        )
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+    """Only a page with a button: mail scanners follow links, people press buttons."""
+    subscriber_id = _unsubscribe_id(request, token)
+    if isinstance(subscriber_id, HTMLResponse):
+        return subscriber_id
+    with database_of(request).session() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        email = sub.email if sub else None
+        gone = sub is None or sub.status in subscribers.SUPPRESSED
+        already = sub is not None and sub.status is SubscriberStatus.UNSUBSCRIBED
+    return pages_of(request).render(
+        request, "unsubscribe.html", token=token, email=email, gone=gone, already=already
+    )
+
+
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_now(request: Request, token: str) -> HTMLResponse:
+    """The button's target and the RFC 8058 one-click target (no cookie, no CSRF token).
+
+    The body (``List-Unsubscribe=One-Click`` or the button's form) is not needed: the
+    signed token says who. Answers 200 without a redirect, as RFC 8058 expects.
+    """
+    subscriber_id = _unsubscribe_id(request, token)
+    if isinstance(subscriber_id, HTMLResponse):
+        return subscriber_id
+    with database_of(request).session() as session:
+        sub = subscribers.unsubscribe(session, subscriber_id)
+        email = sub.email if sub else None
+    log.info("unsubscribed subscriber %s", subscriber_id)
+    return pages_of(request).render(request, "goodbye.html", email=email)

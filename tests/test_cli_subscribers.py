@@ -1,0 +1,182 @@
+"""``digestmail subscribers …`` against real databases."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from digestmail.cli import app
+from digestmail.config import Settings
+from digestmail.db import Database
+from digestmail.models import ErasedAddress, Subscriber, SubscriberSource, SubscriberStatus
+from tests.webhelpers import outbox_messages
+
+runner = CliRunner()
+
+
+def _all(settings: Settings) -> dict[str, Subscriber]:
+    db = Database(settings.database_url)
+    with db.session() as s:
+        rows = {sub.email_key: sub for sub in s.scalars(select(Subscriber))}
+    db.dispose()
+    return rows
+
+
+def test_add_confirmed_and_unconfirmed(settings: Settings) -> None:
+    r = runner.invoke(
+        app, ["subscribers", "add", "Ada@Example.org", "--name", "Ada", "--confirmed"]
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["subscribers", "add", "bob@example.org"])
+    assert r.exit_code == 0, r.output
+    rows = _all(settings)
+    ada, bob = rows["ada@example.org"], rows["bob@example.org"]
+    assert ada.email == "Ada@example.org" and ada.status is SubscriberStatus.ACTIVE
+    assert ada.source is SubscriberSource.STAFF and (ada.consent_by or "").startswith("staff")
+    assert bob.status is SubscriberStatus.PENDING
+    [mail] = outbox_messages(Path(settings.outbox_dir))
+    assert mail["To"] == "bob@example.org"
+    # Adding again (any case) is harmless and never duplicates.
+    assert (
+        runner.invoke(app, ["subscribers", "add", "ADA@example.org", "--confirmed"]).exit_code == 0
+    )
+    assert len(_all(settings)) == 2
+
+
+def test_add_refuses_invalid_address(settings: Settings) -> None:
+    r = runner.invoke(app, ["subscribers", "add", "not-an-address"])
+    assert r.exit_code != 0
+    assert "not a valid email address" in r.output
+    assert _all(settings) == {}
+
+
+def test_staff_cannot_overrule_an_unsubscribe(settings: Settings) -> None:
+    runner.invoke(app, ["subscribers", "add", "gone@example.org", "--confirmed"])
+    assert runner.invoke(app, ["subscribers", "remove", "gone@example.org"]).exit_code == 0
+    assert _all(settings)["gone@example.org"].status is SubscriberStatus.UNSUBSCRIBED
+    r = runner.invoke(app, ["subscribers", "add", "gone@example.org", "--confirmed"])
+    assert r.exit_code == 0 and "unsubscribed" in r.output
+    assert _all(settings)["gone@example.org"].status is SubscriberStatus.UNSUBSCRIBED
+    assert runner.invoke(app, ["subscribers", "remove", "nobody@example.org"]).exit_code == 1
+
+
+def _write_csv(path: Path, rows: list[list[str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+def test_import_reports_bad_rows_and_is_idempotent(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    _write_csv(
+        path,
+        [
+            ["Email", "Name"],
+            ["one@example.org", "One"],
+            ["not an address", "Bad"],  # line 3
+            ["TWO@example.org", "Two"],
+            ["two@example.org", "Two again"],  # repeated, other case
+            ["", "no address"],  # line 6
+            ["three@example.org", "Multi\nline name"],  # lines 7-8
+            ["four@@example.org", ""],  # line 9
+        ],
+    )
+    r = runner.invoke(app, ["subscribers", "import", str(path)])
+    assert r.exit_code == 0, r.output
+    assert "line 3" in r.output and "line 6" in r.output and "line 9" in r.output
+    assert "Added: 3" in r.output
+    rows = _all(settings)
+    assert set(rows) == {"one@example.org", "two@example.org", "three@example.org"}
+    assert rows["two@example.org"].email == "TWO@example.org"
+    assert rows["three@example.org"].name == "Multi line name"
+    assert all(s.status is SubscriberStatus.ACTIVE for s in rows.values())
+    assert all(s.source is SubscriberSource.IMPORT for s in rows.values())
+    assert "list.csv" in (rows["one@example.org"].consent_text or "")
+
+    # Somebody unsubscribes; the next import of the same file must not bring them back.
+    runner.invoke(app, ["subscribers", "remove", "one@example.org"])
+    r = runner.invoke(app, ["subscribers", "import", str(path)])
+    assert (
+        r.exit_code == 0
+        and "Added: 0" in r.output
+        and "Already on the list (left unchanged): 3" in r.output
+    )
+    rows = _all(settings)
+    assert len(rows) == 3 and rows["one@example.org"].status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_import_with_double_opt_in_sends_confirmations(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    _write_csv(path, [["email"], ["a@example.org"], ["b@example.org"]])
+    r = runner.invoke(app, ["subscribers", "import", str(path), "--double-opt-in"])
+    assert r.exit_code == 0, r.output
+    assert {s.status for s in _all(settings).values()} == {SubscriberStatus.PENDING}
+    assert sorted(m["To"] for m in outbox_messages(Path(settings.outbox_dir))) == [
+        "a@example.org",
+        "b@example.org",
+    ]
+    runner.invoke(app, ["subscribers", "import", str(path), "--double-opt-in"])
+    assert len(outbox_messages(Path(settings.outbox_dir))) == 2  # nobody mailed twice
+
+
+def test_import_without_email_column_fails_clearly(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    _write_csv(path, [["address", "name"], ["a@example.org", "A"]])
+    r = runner.invoke(app, ["subscribers", "import", str(path)])
+    assert r.exit_code == 2 and "'email'" in r.output
+
+
+def test_erase_keeps_only_a_hash_and_blocks_reimport(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    _write_csv(path, [["email", "name"], ["Erin@example.org", "Erin"], ["keep@example.org", "K"]])
+    runner.invoke(app, ["subscribers", "import", str(path)])
+    r = runner.invoke(app, ["subscribers", "remove", "erin@EXAMPLE.org", "--erase"])
+    assert r.exit_code == 0, r.output
+    assert set(_all(settings)) == {"keep@example.org"}
+    db = Database(settings.database_url)
+    with db.session() as s:
+        hashes = list(s.scalars(select(ErasedAddress.email_hash)))
+    db.dispose()
+    assert len(hashes) == 1 and "erin" not in hashes[0]
+
+    r = runner.invoke(app, ["subscribers", "import", str(path)])
+    assert "Erased on request (skipped): 1" in r.output
+    assert set(_all(settings)) == {"keep@example.org"}
+    r = runner.invoke(app, ["subscribers", "add", "erin@example.org", "--confirmed"])
+    assert r.exit_code == 1 and "erased" in r.output
+    assert set(_all(settings)) == {"keep@example.org"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_export(settings: Settings, tmp_path: Path, fmt: str) -> None:
+    runner.invoke(app, ["subscribers", "add", "x@example.org", "--name", "Xé", "--confirmed"])
+    runner.invoke(app, ["subscribers", "add", "y@example.org"])
+    out = tmp_path / f"out.{fmt}"
+    r = runner.invoke(app, ["subscribers", "export", "--format", fmt, "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    if fmt == "csv":
+        with out.open(newline="", encoding="utf-8") as fh:
+            records = list(csv.DictReader(fh))
+    else:
+        records = json.loads(out.read_text(encoding="utf-8"))
+    assert [(r["email"], r["name"], r["status"], r["source"]) for r in records] == [
+        ("x@example.org", "Xé", "active", "staff"),
+        ("y@example.org", "", "pending", "staff")
+        if fmt == "csv"
+        else ("y@example.org", None, "pending", "staff"),
+    ]
+    assert records[0]["created_at"] and records[0]["confirmed_at"]
+
+
+def test_list_json(settings: Settings) -> None:
+    runner.invoke(app, ["subscribers", "add", "x@example.org", "--confirmed"])
+    runner.invoke(app, ["subscribers", "add", "y@example.org"])
+    r = runner.invoke(app, ["subscribers", "list", "--status", "active", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [row["email"] for row in json.loads(r.stdout)] == ["x@example.org"]
+    r = runner.invoke(app, ["subscribers", "list"])
+    assert "y@example.org" in r.output and "pending" in r.output
