@@ -9,6 +9,10 @@ import typer
 from pydantic import ValidationError
 
 from digestmail.cli import issue as issue_cli
+from digestmail.cli import issue_store as _issue_store  # noqa: F401  (issue add, issue list)
+from digestmail.cli import send as send_cli
+from digestmail.cli import serve as serve_cli
+from digestmail.cli import subscribers as subscribers_cli
 from digestmail.cli.common import console, err_console, open_database
 from digestmail.config import get_settings
 
@@ -19,6 +23,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(issue_cli.app, name="issue")
+app.command("send")(send_cli.send)
+app.add_typer(send_cli.campaign_app, name="campaign")
+app.add_typer(subscribers_cli.app, name="subscribers")
+app.command("serve")(serve_cli.serve)
 
 
 @app.callback()

@@ -1,0 +1,81 @@
+"""``digestmail issue add`` and ``issue list``: the issues stored in the database.
+
+Registered on the ``issue`` group of ``cli/issue.py`` (imported from ``cli/__init__``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from digestmail.cli.common import console, err_console, open_database
+from digestmail.cli.issue import app
+from digestmail.config import get_settings
+from digestmail.content.source import IssueSourceError
+from digestmail.issues import IssueStoreError, add_issue, list_issues
+
+
+@app.command("add")
+def add(
+    file: Path = typer.Argument(..., help="The issue source file (.md)."),
+    ready: bool = typer.Option(False, "--ready", help="Mark it ready to send (else a draft)."),
+) -> None:
+    """Check, render and store an issue; prints its slug. A file with problems is refused."""
+    db = open_database()
+    try:
+        issue = add_issue(db, get_settings(), file, ready=ready)
+    except IssueSourceError as exc:
+        err_console.print(f"[red]Not added.[/red] {exc}", markup=True)
+        raise typer.Exit(1) from exc
+    except IssueStoreError as exc:
+        err_console.print(f"Not added: {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+    typer.echo(issue.slug)
+
+
+@app.command("list")
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The stored issues, newest first: slug, volume, title, date and state."""
+    db = open_database()
+    try:
+        issues = list_issues(db)
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "slug": i.slug,
+                        "volume": i.volume,
+                        "title": i.title,
+                        "date": i.issue_date.isoformat() if i.issue_date else None,
+                        "status": i.status.value,
+                        "sent_at": i.sent_at.isoformat() if i.sent_at else None,
+                    }
+                    for i in issues
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not issues:
+        console.print("No issues yet. Add one with `digestmail issue add FILE`.")
+        return
+    table = Table("Slug", "Vol.", "Title", "Date", "State")
+    for i in issues:
+        table.add_row(
+            i.slug,
+            i.volume,
+            i.title,
+            i.issue_date.isoformat() if i.issue_date else "",
+            i.status.value,
+        )
+    console.print(table)

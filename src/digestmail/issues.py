@@ -1,0 +1,75 @@
+"""Issues in the database: checked, rendered once, then sent by campaigns.
+
+An issue is rendered when it is added, not when it is sent: every campaign and test
+send of it uses the same stored HTML and text (with per-recipient placeholders), so
+what staff previewed is what goes out, and a send never pays for a render.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from digestmail.config import Settings
+from digestmail.content.source import load_issue
+from digestmail.db import Database
+from digestmail.models import Issue, IssueStatus
+from digestmail.render import render_issue
+
+
+class IssueStoreError(ValueError):
+    """The issue cannot be stored as asked, in words staff can act on."""
+
+
+def add_issue(db: Database, settings: Settings, path: str | Path, *, ready: bool = False) -> Issue:
+    """Check, render and store an issue file; an unsent issue with the same slug is replaced.
+
+    Raises ``content.source.IssueSourceError`` (with every problem) for a file that
+    fails ``issue check``, and ``IssueStoreError`` when that issue was already sent:
+    what subscribers received must stay on record.
+    """
+    content = load_issue(path)
+    rendered = render_issue(content, settings)
+    source = Path(path).read_text(encoding="utf-8-sig")
+    status = IssueStatus.READY if ready else IssueStatus.DRAFT
+    with db.session() as session:
+        issue = session.scalar(select(Issue).where(Issue.slug == content.slug))
+        if issue is None:
+            issue = Issue(slug=content.slug)
+            session.add(issue)
+        elif issue.status is IssueStatus.SENT:
+            raise IssueStoreError(
+                f"issue {content.slug!r} was already sent and cannot be replaced; "
+                "give the new version another volume number"
+            )
+        issue.publication = content.publication
+        issue.volume = content.volume
+        issue.title = content.title or content.subject
+        issue.issue_date = content.date
+        issue.source = source
+        issue.subject = rendered.subject
+        issue.preheader = rendered.preheader
+        issue.html = rendered.html
+        issue.text = rendered.text
+        issue.status = status
+        session.flush()
+        session.refresh(issue)
+        return issue
+
+
+def get_issue(db: Database, slug: str) -> Issue | None:
+    with db.session() as session:
+        return session.scalar(select(Issue).where(Issue.slug == slug))
+
+
+def list_issues(db: Database) -> list[Issue]:
+    """Newest first (by issue date, then by when it was added)."""
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(Issue).order_by(
+                    Issue.issue_date.desc().nulls_last(), Issue.created_at.desc(), Issue.id.desc()
+                )
+            )
+        )

@@ -1,0 +1,65 @@
+"""Shared by the campaign tests and the crash test: a list, an issue, the outbox read back."""
+
+from __future__ import annotations
+
+from collections import Counter
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import parseaddr
+from pathlib import Path
+from typing import cast
+
+from sqlalchemy import Table, insert
+
+from digestmail.config import Settings
+from digestmail.db import Database
+from digestmail.issues import add_issue
+from digestmail.models import Subscriber, utcnow
+
+ISSUE_FILE = Path(__file__).parent / "fixtures" / "campaigns" / "issue.md"
+SUBSCRIBERS = cast(Table, Subscriber.__table__)
+
+
+def add_subscribers(
+    db: Database, n: int, *, status: str = "active", start: int = 0, prefix: str = "user"
+) -> None:
+    """``n`` subscribers named ``{prefix}{i}@example.com``, in one bulk insert."""
+    now = utcnow()
+    rows = [
+        {
+            "email": f"{prefix}{i}@example.com",
+            "email_key": f"{prefix}{i}@example.com",
+            "name": f"Reader {i}",
+            "status": status,
+            "source": "import",
+            "soft_bounce_score": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(start, start + n)
+    ]
+    with db.engine.begin() as conn:
+        conn.execute(insert(SUBSCRIBERS), rows)
+
+
+def store_issue(db: Database, settings: Settings) -> str:
+    return add_issue(db, settings, ISSUE_FILE).slug
+
+
+def outbox_messages(outbox: Path) -> list[EmailMessage]:
+    return [
+        cast(EmailMessage, message_from_bytes(p.read_bytes(), policy=policy.default))
+        for p in sorted(outbox.glob("*.eml"))
+    ]
+
+
+def outbox_counts(outbox: Path) -> Counter[str]:
+    """How many messages each address received (reads only the To header)."""
+    counts: Counter[str] = Counter()
+    for path in outbox.glob("*.eml"):
+        with path.open("rb") as fh:
+            for line in fh:
+                if line.startswith(b"To: "):
+                    counts[parseaddr(line[4:].strip().decode())[1]] += 1
+                    break
+    return counts

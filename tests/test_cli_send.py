@@ -1,0 +1,140 @@
+"""``digestmail issue add|list``, ``send`` and ``campaign …`` as staff type them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from digestmail.cli import app
+from digestmail.config import Settings
+from digestmail.db import Database
+from tests.campaign_helpers import ISSUE_FILE, add_subscribers, outbox_counts
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(sqlite_url: str) -> Database:
+    database = Database(sqlite_url)
+    add_subscribers(database, 12)
+    add_subscribers(database, 2, status="pending", prefix="pending")
+    return database
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def _add() -> str:
+    code, out = _invoke("issue", "add", str(ISSUE_FILE))
+    assert code == 0, out
+    return out.strip()
+
+
+def test_issue_add_prints_the_slug_and_list_shows_it(db: Database) -> None:
+    assert _add() == "policy-digest-9-1"
+    code, out = _invoke("issue", "list", "--json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row == {
+        "slug": "policy-digest-9-1",
+        "volume": "9.1",
+        "title": row["title"],
+        "date": "2024-03-01",
+        "status": "draft",
+        "sent_at": None,
+    }
+    code, out = _invoke("issue", "list")
+    assert code == 0 and "policy-digest-9-1" in out and "draft" in out
+
+
+def test_issue_add_refuses_a_broken_file_with_its_problems(db: Database, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.md"
+    bad.write_text(ISSUE_FILE.read_text().replace("volume:", "volume_typo:"), encoding="utf-8")
+    code, out = _invoke("issue", "add", str(bad))
+    assert code == 1
+    assert "Not added" in out and "volume" in out
+    assert json.loads(_invoke("issue", "list", "--json")[1]) == []
+
+
+def test_send_needs_confirmation_and_never_blocks_without_a_terminal(db: Database) -> None:
+    slug = _add()
+    code, out = _invoke("send", slug)
+    assert code == 1 and "--yes" in out
+    assert json.loads(_invoke("campaign", "list", "--json")[1]) == []
+
+
+def test_send_then_again(db: Database) -> None:
+    slug = _add()
+    settings = Settings()
+
+    code, out = _invoke("send", slug, "--yes")
+    assert code == 0, out
+    assert "is sent: 12 sent, 0 failed" in out
+    assert outbox_counts(settings.outbox_dir) == {f"user{i}@example.com": 1 for i in range(12)}
+    (issue,) = json.loads(_invoke("issue", "list", "--json")[1])
+    assert issue["status"] == "sent" and issue["sent_at"]
+
+    code, out = _invoke("send", slug, "--yes")
+    assert code == 1 and "already sent" in out and "--again" in out
+
+    code, out = _invoke("send", slug, "--yes", "--again")
+    assert code == 0, out
+    assert set(outbox_counts(settings.outbox_dir).values()) == {2}
+    listed = json.loads(_invoke("campaign", "list", "--json")[1])
+    assert [c["status"] for c in listed] == ["sent", "sent"]
+
+
+def test_send_test_to_touches_nothing(db: Database) -> None:
+    slug = _add()
+    code, out = _invoke("send", slug, "--test-to", "a@example.org", "--test-to", "b@example.org")
+    assert code == 0, out
+    assert "Test sent to a@example.org" in out
+    assert set(outbox_counts(Settings().outbox_dir)) == {"a@example.org", "b@example.org"}
+    assert json.loads(_invoke("campaign", "list", "--json")[1]) == []
+    assert json.loads(_invoke("issue", "list", "--json")[1])[0]["status"] == "draft"
+
+
+def test_campaign_status_pause_resume_cancel(db: Database) -> None:
+    slug = _add()
+    assert _invoke("send", slug, "--yes")[0] == 0
+
+    code, out = _invoke("campaign", "status", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["issue"] == slug and data["status"] == "sent"
+    assert data["counts"]["accepted"] == 12 and data["resent"] == 0
+    code, out = _invoke("campaign", "status", str(data["id"]))
+    assert code == 0 and "accepted  12" in out
+    code, out = _invoke("campaign", "list")
+    assert code == 0 and slug in out
+
+    code, out = _invoke("campaign", "pause", str(data["id"]))
+    assert code == 1 and "is sent" in out
+    code, out = _invoke("campaign", "resume", str(data["id"]))
+    assert code == 1 and "is sent" in out
+    code, out = _invoke("campaign", "cancel", "999")
+    assert code == 1 and "no campaign 999" in out
+
+
+def test_paused_campaign_is_resumed_from_the_command_line(db: Database) -> None:
+    from digestmail import campaigns
+
+    slug = _add()
+    cid = campaigns.create_campaign(db, Settings(), slug)
+    code, out = _invoke("campaign", "pause", str(cid))
+    assert code == 0, out
+    code, out = _invoke("send", slug, "--yes")
+    assert code == 1 and f"campaign resume {cid}" in out
+
+    code, out = _invoke("campaign", "resume", str(cid))
+    assert code == 0, out
+    assert json.loads(_invoke("campaign", "status", str(cid), "--json")[1])["status"] == "sent"
+
+
+def test_unknown_issue(db: Database) -> None:
+    code, out = _invoke("send", "no-such-issue", "--yes")
+    assert code == 1 and "no issue 'no-such-issue'" in out
