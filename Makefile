@@ -12,9 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Embedded defaults: SQLite subscribers.db, outbox transport. The example issue is
+# stored and a test copy written to outbox/, then the web app starts.
 run: $(STAMP)
 	$(BIN)/digestmail init
-	$(BIN)/digestmail demo
+	-$(BIN)/digestmail send "$$($(BIN)/digestmail issue add examples/vol-4.1.md --ready)" \
+	    --test-to reader@example.org
+	$(BIN)/digestmail serve
 
 test: $(STAMP) lint typecheck pytest
 
@@ -30,6 +34,8 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/import.py
+	$(BIN)/python bench/send.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -69,13 +69,15 @@ def list_(
     if not issues:
         console.print("No issues yet. Add one with `digestmail issue add FILE`.")
         return
-    table = Table("Slug", "Vol.", "Title", "Date", "State")
+    table = Table("Vol.", "Title", "Date", "State")
+    # The slug is what staff copy into `send`: never cut it short.
+    table.add_column("Slug", no_wrap=True, overflow="fold")
     for i in issues:
         table.add_row(
-            i.slug,
             i.volume,
             i.title,
             i.issue_date.isoformat() if i.issue_date else "",
             i.status.value,
+            i.slug,
         )
     console.print(table)

@@ -40,6 +40,7 @@ def serve(
         attach_scheduler(app, settings)
     base = f"http://{host}:{port}"
     console.print(f"Subscribe form:  {base}/subscribe")
+    console.print(f"Archive:         {base}/archive")
     console.print(f"Health check:    {base}/healthz")
     if settings.transport == "outbox":
         console.print(f"Outbox (local):  {base}/admin/outbox")
