@@ -1,14 +1,18 @@
-"""Transport micro-benchmarks: message build cost (spliced vs standard library), SMTP
+"""Transport micro-benchmarks on the real example issue (``examples/vol-4.1.md``
+rendered by ``render_issue``): message build cost (spliced vs standard library), SMTP
 messages per second into an aiosmtpd sink on 127.0.0.1 (in its own process, as a
-real server would be), and SendGrid request build time.
+real server would be) with the CPU each side spends per message, and SendGrid request
+build time.
 
-    .venv/bin/python -m bench.transports [--messages 3000]
+    .venv/bin/python -m bench.transports [--messages 3000] [--connections N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,77 +23,91 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.test_transports_outbox import stdlib_build
 
 from digestmail.config import Settings
+from digestmail.content.source import load_issue
+from digestmail.render import recipient_values, render_issue
 from digestmail.transports.base import MessageTemplate, Recipient
 from digestmail.transports.mime import CompiledMessage
 from digestmail.transports.sendgrid import _Body
 from digestmail.transports.smtp import SMTPTransport
 
-PARA = "<p>Analysis of the week’s policy developments, with links and commentary. " * 8
-TEMPLATE = MessageTemplate(
-    subject="Policy Digest 3.2 — for %%name%%",
-    html="<html><body><p>Dear %%greeting_name:html%%,</p>\n"
-    + (PARA + "</p>\n") * 40
-    + '<a href="%%unsubscribe_url:html%%">Unsubscribe</a></body></html>',
-    text="Dear %%greeting_name%%,\n\n"
-    + ("Analysis of the week. " * 30 + "\n\n") * 30
-    + "Unsubscribe: %%unsubscribe_url%%\n",
-    from_addr="Policy Digest <digest@example.org>",
-    reply_to="editors@example.org",
-    headers={"List-Id": "Policy Digest <policy-digest.example.org>"},
-    unsubscribe_mailto="mailto:unsubscribe@example.org",
-    campaign_id=1,
-)
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
+SETTINGS = Settings(base_url="https://digest.example.org")
+
+
+def template() -> MessageTemplate:
+    """The message a campaign of the example issue sends (as ``campaigns`` builds it)."""
+    rendered = render_issue(load_issue(EXAMPLE), SETTINGS)
+    return MessageTemplate(
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        from_addr="Policy Digest <digest@example.org>",
+        reply_to="editors@example.org",
+        headers={"List-Id": "Policy Digest <policy-digest.example.org>"},
+        unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe",
+        campaign_id=1,
+    )
 
 
 def recipients(n: int) -> list[Recipient]:
-    return [
-        Recipient(
-            f"reader{i}@example.net",
-            {
-                "name": f"Reader Zoë {i}" if i % 5 == 0 else f"Reader {i}",
-                "greeting_name": f"Reader {i}",
-                "unsubscribe_url": f"https://digest.example.org/unsubscribe/{'t' * 60}{i}",
-            },
-            subscriber_id=i,
-            delivery_id=i,
+    out = []
+    for i in range(n):
+        email = f"reader{i}@example.net"
+        values = recipient_values(
+            SETTINGS,
+            name=f"Reader Zoë {i}" if i % 5 == 0 else f"Reader {i}",
+            email=email,
+            # as long as a real signed token
+            unsubscribe_url=f"https://digest.example.org/unsubscribe/{'t' * 60}{i}",
+            webview_url="https://digest.example.org/issues/vol-4-1",
         )
-        for i in range(n)
-    ]
+        out.append(Recipient(email, values, subscriber_id=i, delivery_id=i))
+    return out
 
 
-def _sink(port_queue: Any, stop: Any) -> None:
+def _sink(queue: Any, mark: Any, stop: Any) -> None:
+    """The sink in its own process; reports its CPU seconds between ``mark`` and ``stop``."""
     from tests.fakes.smtp import SMTPSink
 
     with SMTPSink(record=False) as sink:
-        port_queue.put(sink.port)
+        queue.put(sink.port)
+        mark.wait()
+        c0 = time.process_time()
+        count0 = sink.count
         stop.wait()
+        queue.put((time.process_time() - c0, sink.count - count0))
+
+
+def per_call(fn: Any, items: list[Any]) -> float:
+    t0 = time.perf_counter()
+    for item in items:
+        fn(item)
+    return (time.perf_counter() - t0) / len(items)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--connections", type=int, default=None, help="SMTP pool size")
     args = parser.parse_args()
+    tpl = template()
     rs = recipients(args.messages)
-    compiled = CompiledMessage(TEMPLATE, domain="example.org")
-    size = len(compiled.render(rs[0]).data)
-    n = min(2000, len(rs))
-    t0 = time.perf_counter()
-    for r in rs[:n]:
-        compiled.render(r)
-    spliced = (time.perf_counter() - t0) / n
-    m = min(300, len(rs))
-    t0 = time.perf_counter()
-    for r in rs[:m]:
-        stdlib_build(TEMPLATE, r)
-    stdlib = (time.perf_counter() - t0) / m
-    print(f"message size: {size / 1024:.1f} KiB")
+    compiled = CompiledMessage(tpl, domain="example.org")
+    data = compiled.render(rs[0]).data
+    spliced = per_call(compiled.render, rs[:2000])
+    wire = per_call(compiled.render_wire, rs[:2000])
+    # what smtplib.SMTP.data does to every message it is given
+    stuffing = per_call(lambda d: re.sub(rb"(?m)^\.", b"..", d), [data] * 200)
+    stdlib = per_call(lambda r: stdlib_build(tpl, r), rs[:300])
+    lines = data.count(b"\r\n")
+    print(f"message: {len(data) / 1024:.1f} KiB, {lines} lines ({EXAMPLE.name})")
     print(
-        f"build per message: spliced {spliced * 1e6:.0f} µs, standard library {stdlib * 1e6:.0f} µs"
+        f"build per message: spliced {spliced * 1e6:.0f} µs, wire form (dot-stuffed) "
+        f"{wire * 1e6:.0f} µs, standard library {stdlib * 1e6:.0f} µs; "
+        f"smtplib's dot-stuffing alone {stuffing * 1e6:.0f} µs"
     )
 
-    body = _Body(TEMPLATE)
-    import json
-
+    body = _Body(tpl)
     t0 = time.perf_counter()
     payload = json.dumps(body.request(rs[:1000]))
     print(
@@ -98,35 +116,40 @@ def main() -> None:
     )
 
     ctx = multiprocessing.get_context("spawn")
-    ports: Any = ctx.Queue()
-    stop = ctx.Event()
-    proc = ctx.Process(target=_sink, args=(ports, stop), daemon=True)
+    queue: Any = ctx.Queue()
+    mark, stop = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_sink, args=(queue, mark, stop), daemon=True)
     proc.start()
-    port = ports.get(timeout=30)
+    port = queue.get(timeout=30)
+    extra = {"smtp_connections": args.connections} if args.connections else {}
     settings = Settings(
         transport="smtp",
         smtp_url=f"smtp://127.0.0.1:{port}",
         secret_key="benchmark-secret-key-" + "x" * 40,
+        **extra,
     )
     transport = SMTPTransport(settings)
     try:
-        transport.send_batch(TEMPLATE, rs[:50])  # connect the pool
+        transport.send_batch(tpl, rs[:50])  # connect the pool
+        mark.set()
         t0 = time.perf_counter()
         c0 = time.process_time()
         sent = 0
         for i in range(0, len(rs), 1000):
-            result = transport.send_batch(TEMPLATE, rs[i : i + 1000])
+            result = transport.send_batch(tpl, rs[i : i + 1000])
             sent += len(result.accepted)
         elapsed = time.perf_counter() - t0
         cpu = time.process_time() - c0
     finally:
         transport.close()
         stop.set()
-        proc.join(5)
+    sink_cpu, received = queue.get(timeout=30)
+    proc.join(5)
     print(
         f"SMTP: {sent} messages in {elapsed:.2f} s = {sent / elapsed:.0f} messages/s "
-        f"({settings.smtp_connections} connections); sender CPU {cpu / sent * 1e6:.0f} µs "
-        "per message (the rest is the sink)"
+        f"({settings.smtp_connections} connections); CPU per message: sender "
+        f"{cpu / sent * 1e6:.0f} µs, sink {sink_cpu / max(received, 1) * 1e6:.0f} µs "
+        f"({received} received)"
     )
 
 

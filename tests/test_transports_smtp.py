@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import email
 import logging
+import re
+import smtplib
 import ssl
 from collections.abc import Iterator
 from email import policy
@@ -14,8 +16,11 @@ import pytest
 
 from digestmail.config import Settings
 from digestmail.transports.base import MessageTemplate, Recipient, TransportError
+from digestmail.transports.mime import CompiledMessage, dot_unstuff
 from digestmail.transports.smtp import SMTPConfig, SMTPTransport
 from tests.fakes.smtp import SMTPSink
+from tests.test_transports_outbox import TEMPLATE as DOTTED
+from tests.test_transports_outbox import parse, stdlib_build
 
 # AUTH without TLS is what a loopback test wants; aiosmtpd warns about it.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -242,3 +247,97 @@ def test_starttls_with_auth(tmp_path: Path) -> None:
                 plain.send_batch(TEMPLATE, recipients(1))
         finally:
             plain.close()
+
+
+# Values that put a "." at the start of an encoded line, where SMTP needs it doubled.
+DOT_VALUES = {
+    "name": "Zoë .Dot",
+    "greeting_name": ".Zoë\n.second line\n.",
+    "email": "dots@example.net",
+    "unsubscribe_url": "https://digest.example.org/unsubscribe/." + "tok" * 30,
+    "webview_url": "https://digest.example.org/issues/3-2?r=1",
+}
+
+
+def _same_ids(data: bytes) -> bytes:
+    """The message with its Date and Message-ID, which differ between two renders, blanked."""
+    return re.sub(rb"(?m)^(Date|Message-ID): [^\r]*", rb"\1: -", data)
+
+
+def test_wire_form_is_the_message_dot_stuffed_once() -> None:
+    compiled = CompiledMessage(DOTTED, domain="example.org")
+    r = Recipient("dots@example.net", DOT_VALUES)
+    plain = compiled.render(r).data
+    wire = compiled.render_wire(r)
+    assert wire.wire.endswith(b"\r\n.\r\n")
+    # exactly what smtplib.SMTP.data would have sent for the plain message
+    stuffed = re.sub(rb"(?m)^\.", b"..", _same_ids(plain)) + b".\r\n"
+    assert _same_ids(wire.wire) == stuffed
+    assert stuffed.count(b"\r\n..") >= 4  # literals and values both needed it
+    assert _same_ids(dot_unstuff(wire.wire)) == _same_ids(plain)
+    assert wire.size == len(plain)
+
+
+def test_received_message_equals_a_straightforward_build(sink: SMTPSink) -> None:
+    r = Recipient("dots@example.net", DOT_VALUES)
+    t = transport(sink.url())
+    try:
+        result = t.send_batch(DOTTED, [r])
+        plain = t.compiled(DOTTED).render(r).data  # same MIME boundary
+    finally:
+        t.close()
+    assert [a.email for a in result.accepted] == [r.email]
+    (received,) = sink.messages
+    assert _same_ids(received.data) == _same_ids(plain)
+    ours, ref = parse(received.data), parse(stdlib_build(DOTTED, r))
+    assert ours["Message-ID"] == f"<{result.accepted[0].message_id}>"
+    assert ours["Subject"] == ref["Subject"] == "Policy Digest für Zoë .Dot — Ausgabe 3.2"
+    parts = [p.get_content() for p in ours.iter_parts()]
+    assert parts == [p.get_content() for p in ref.iter_parts()]
+    assert "\r\n.dot at line start\r\n" in parts[0] and "\r\n.second line\r\n" in parts[0]
+    assert b"\r\n" in received.data and b"\n" not in received.data.replace(b"\r\n", b"")
+
+
+def _data(client: smtplib.SMTP, payload: bytes) -> tuple[int, bytes]:
+    client.mail("a@example.org")
+    client.rcpt("b@example.net")
+    assert client.docmd("DATA")[0] == 354
+    client.send(payload)
+    return client.getreply()
+
+
+def test_sink_reads_data_as_an_mta_does(sink: SMTPSink) -> None:
+    """The bulk DATA reader keeps aiosmtpd's semantics (the benchmark relies on it)."""
+    with smtplib.SMTP(sink.host, sink.port) as client:
+        client.ehlo()
+        assert _data(client, b".\r\n")[0] == 250  # empty message
+        assert _data(client, b"one\r\n.\r\n")[0] == 250
+        assert _data(client, b"..a\r\n...\r\nb.\r\n.c\r\n.\r\n")[0] == 250
+        assert _data(client, b"x" * 1100 + b"\r\n.\r\n")[0] == 500  # line too long
+        # a command sent right behind the terminator is kept for the command loop
+        client.mail("a@example.org")
+        client.rcpt("b@example.net")
+        assert client.docmd("DATA")[0] == 354
+        client.send(b"last\r\n.\r\nNOOP\r\n")
+        assert client.getreply()[0] == 250
+        assert client.getreply()[0] == 250  # the NOOP
+    assert [m.data for m in sink.messages] == [
+        b"",
+        b"one\r\n",
+        b".a\r\n..\r\nb.\r\nc\r\n",
+        b"last\r\n",
+    ]
+    assert sink.count == 4
+
+
+def test_an_unusable_sender_stops_the_batch_before_any_command(sink: SMTPSink) -> None:
+    t = transport(sink.url())
+    try:
+        for sender in ("Digest <dïgest@example.org>", "no address here"):
+            bad = MessageTemplate(subject="s", html="h", text="t", from_addr=sender)
+            with pytest.raises(TransportError) as err:
+                t.send_batch(bad, recipients(2))
+            assert err.value.permanent and "sender" in str(err.value)
+    finally:
+        t.close()
+    assert sink.count == 0

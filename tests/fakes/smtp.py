@@ -3,6 +3,14 @@
 It can be told to answer 4xx a number of times for an address before accepting,
 refuse an address with 550, drop the connection in mid-DATA, require AUTH PLAIN
 (without TLS, for loopback tests) or offer STARTTLS.
+
+It stands for a real MTA in the benchmarks, so it must not be slower than one by
+construction: aiosmtpd reads DATA one line at a time in Python (~2 ms of a core for a
+43 KiB, 650-line issue, more than the sender spends). ``_BulkDataSMTP`` reads the DATA
+payload in large chunks up to the "\\r\\n.\\r\\n" terminator and undoes dot-stuffing
+with one ``bytes.replace``, as a C MTA does with buffered reads; every byte is still
+received, every line still checked against the RFC 5321 limit, and the handler still
+gets the whole message.
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
+
+_END = b"\r\n.\r\n"
+_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,62 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
+class _BulkDataSMTP(SMTP):  # type: ignore[misc]
+    """aiosmtpd's server with a DATA command that reads in chunks (same replies)."""
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        # The CRLF that ended the DATA line opens the payload, so an empty message's
+        # ".\r\n" is found like any other terminator.
+        buf = bytearray(b"\r\n")
+        start = 0
+        while (end := buf.find(_END, start)) < 0:
+            start = max(len(buf) - len(_END) + 1, 0)
+            # Cancelled (and the connection closed by aiosmtpd) if the client goes away.
+            chunk = await self._reader.read(_CHUNK)
+            if not chunk:
+                return
+            buf += chunk
+        if len(buf) > end + len(_END):
+            # Bytes after the terminator are the next command (a pipelining client):
+            # give them back to the reader, which serves the command loop.
+            self._reader._buffer[:0] = buf[end + len(_END) :]
+        body = bytes(buf[: end + 2])
+        limit = self.data_size_limit
+        if max(map(len, body.split(b"\r\n"))) + 2 > self.line_length_limit:
+            status = "500 Line too long (see RFC5321 4.5.3.1.6)"
+        elif limit and len(body) - 2 > limit:
+            status = "552 Error: Too much mail data"
+        else:
+            status = ""
+        if status:
+            await self.push(status)
+            self._set_post_data_state()
+            return
+        content = body.replace(b"\r\n.", b"\r\n")[2:]
+        self.envelope.original_content = content
+        self.envelope.content = (
+            content.decode("utf-8", errors="surrogateescape") if self._decode_data else content
+        )
+        reply = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(reply if isinstance(reply, str) else "250 OK")
+
+
+class _BulkDataController(Controller):  # type: ignore[misc]
+    def factory(self) -> SMTP:
+        return _BulkDataSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class SMTPSink:
     """``with SMTPSink() as sink: ...`` serves SMTP on ``sink.host``:``sink.port``."""
 
@@ -103,7 +170,9 @@ class SMTPSink:
             )
         if tls_context is not None:
             kwargs.update(tls_context=tls_context, require_starttls=True)
-        self.controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
+        self.controller = _BulkDataController(
+            _Handler(self), hostname=self.host, port=self.port, **kwargs
+        )
 
     def _authenticator(self, auth: tuple[str, str]) -> Any:
         def check(

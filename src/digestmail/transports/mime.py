@@ -6,6 +6,13 @@ message except for a handful of values, so ``CompiledMessage`` encodes the parts
 (quoted-printable, each placeholder's position kept) and per recipient encodes only
 the substituted values, joined to the literals with soft line breaks (``=\\r\\n``),
 which a decoder removes: the decoded text is exactly the substituted text.
+
+``render_wire`` gives the same message as SMTP DATA wants it (RFC 5321 §4.5.2: every
+line that starts with "." gets another, then the ".\\r\\n" terminator). Stuffing a
+43 KiB message with a regular expression, as ``smtplib`` does, costs 150–350 µs; the
+literals are stuffed once per template and only the short spliced values per message.
+Every piece starts at a line start (each encoded piece ends with a line break), so
+stuffing the pieces one by one is stuffing the whole.
 """
 
 from __future__ import annotations
@@ -44,6 +51,29 @@ class InvalidRecipient(ValueError):
 class RenderedMessage:
     message_id: str  # without the angle brackets
     data: bytes
+
+
+@dataclass(frozen=True)
+class WireMessage:
+    """One message ready for SMTP DATA: dot-stuffed, ending in the ".\\r\\n" terminator."""
+
+    message_id: str
+    wire: bytes
+    # RFC 1870 SIZE: the message's octets, without the added dots and the terminator.
+    size: int
+
+
+def dot_stuff(piece: bytes) -> bytes:
+    """RFC 5321 §4.5.2 transparency for bytes that begin at the start of a line."""
+    stuffed = piece.replace(b"\r\n.", b"\r\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+def dot_unstuff(wire: bytes) -> bytes:
+    """The message a server stores for a DATA payload (terminator included or not)."""
+    if wire.endswith(b"\r\n.\r\n") or wire == b".\r\n":
+        wire = wire[:-3]
+    return (b"\r\n" + wire).replace(b"\r\n.", b"\r\n")[2:]
 
 
 def list_unsubscribe(template: MessageTemplate, recipient: Recipient) -> str | None:
@@ -153,20 +183,26 @@ class _EncodedPart:
             text += "\n"  # what the standard library does: a part ends with a line break
         tpl = Template.parse(text)
         self.literals = tuple(qp_encode(lit) for lit in tpl.literals)
+        self.stuffed = tuple(dot_stuff(lit) for lit in self.literals)
+        self.stuffed_dots = sum(map(len, self.stuffed)) - sum(map(len, self.literals))
         self.slots = tpl.slots
-        self.static = b"".join(self.literals) if not self.slots else None
 
-    def render(self, values: Mapping[str, str], out: list[bytes]) -> None:
-        if self.static is not None:
-            out.append(self.static)
-            return
-        literals = self.literals
+    def render(self, values: Mapping[str, str], out: list[bytes], *, wire: bool) -> int:
+        """Append the part's pieces to ``out``; answer how many dots stuffing added."""
+        literals = self.stuffed if wire else self.literals
+        dots = self.stuffed_dots if wire else 0
         out.append(literals[0])
         for i, (field, is_html) in enumerate(self.slots, 1):
             value = values.get(field, "")
             if value:
-                out.append(qp_encode(html.escape(value, quote=True) if is_html else value))
+                encoded = qp_encode(html.escape(value, quote=True) if is_html else value)
+                if wire:
+                    stuffed = dot_stuff(encoded)
+                    dots += len(stuffed) - len(encoded)
+                    encoded = stuffed
+                out.append(encoded)
             out.append(literals[i])
+        return dots
 
 
 class _DateCache:
@@ -241,7 +277,9 @@ class CompiledMessage:
             out += "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         return out.encode("ascii")
 
-    def render(self, recipient: Recipient) -> RenderedMessage:
+    def _render(self, recipient: Recipient, *, wire: bool) -> tuple[str, list[bytes], int]:
+        # Header lines start with a name and folded lines with a space, so only the
+        # part bodies ever hold a line that starts with ".".
         values = recipient.values
         message_id = f"{uuid.uuid4().hex}@{self.domain}"
         subject = self._static_subject or _unstructured("Subject", self._subject.substitute(values))
@@ -256,11 +294,22 @@ class CompiledMessage:
             self._mime,
             self._text_head,
         ]
-        self._text.render(values, out)
+        dots = self._text.render(values, out, wire=wire)
         out.append(self._html_head)
-        self._html.render(values, out)
+        dots += self._html.render(values, out, wire=wire)
         out.append(self._end)
+        return message_id, out, dots
+
+    def render(self, recipient: Recipient) -> RenderedMessage:
+        message_id, out, _ = self._render(recipient, wire=False)
         return RenderedMessage(message_id, b"".join(out))
+
+    def render_wire(self, recipient: Recipient) -> WireMessage:
+        """The message as the DATA payload of an SMTP transaction, terminator included."""
+        message_id, out, dots = self._render(recipient, wire=True)
+        out.append(b".\r\n")
+        wire = b"".join(out)
+        return WireMessage(message_id, wire, len(wire) - 3 - dots)
 
 
 def build_message(template: MessageTemplate, recipient: Recipient, *, domain: str) -> bytes:
