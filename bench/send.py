@@ -1,6 +1,6 @@
 """Send one issue to N subscribers through SendGrid and SMTP fakes on 127.0.0.1.
 
-Run: ``.venv/bin/python bench/send.py [--n 100000] [--only sendgrid|smtp] [--stock-sink]``.
+Run: ``.venv/bin/python bench/send.py [--n 100000] [--only sendgrid|smtp]``.
 
 A fresh SQLite database under a temporary directory gets N active subscribers and the
 example issue (rendered once). Each path then runs as a real campaign, end to end:
@@ -82,54 +82,6 @@ def prepare(directory: Path, n: int) -> tuple[Path, str]:
     return path, slug
 
 
-def _fast_sink() -> Any:
-    """An aiosmtpd server whose DATA phase reads in blocks rather than line by line.
-
-    aiosmtpd's own DATA loop awaits every line (about 1.8 ms of CPU per 60 KB issue),
-    which on two cores would measure the sink, not the sender; a real MTA receives
-    much faster. Everything else (EHLO, MAIL, RCPT, replies) is aiosmtpd's.
-    """
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.smtp import SMTP, syntax
-
-    class Counter:
-        count = 0
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            self.count += len(envelope.rcpt_tos)
-            return "250 OK"
-
-    class BlockDataSMTP(SMTP):
-        @syntax("DATA")
-        async def smtp_DATA(self, arg: str) -> None:
-            envelope = self.envelope
-            assert envelope is not None
-            if not envelope.rcpt_tos:
-                await self.push("503 Error: need RCPT command")
-                return
-            await self.push("354 End data with <CR><LF>.<CR><LF>")
-            chunks: list[bytes] = []
-            tail = b""
-            while not tail.endswith(b"\r\n.\r\n"):
-                chunk = await self._reader.read(1 << 16)
-                if not chunk:
-                    return
-                chunks.append(chunk)
-                tail = (tail + chunk)[-5:]
-            envelope.content = envelope.original_content = b"".join(chunks)[:-3]
-            status = await self._call_handler_hook("DATA")
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            await self.push(status)
-
-    class FastController(Controller):
-        def factory(self) -> SMTP:
-            return BlockDataSMTP(self.handler, **self.SMTP_kwargs)
-
-    from tests.fakes.smtp import free_port
-
-    return FastController(Counter(), hostname="127.0.0.1", port=free_port())
-
-
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -144,21 +96,13 @@ def _serve(kind: str, pipe: Connection) -> None:
             pipe.send(fake.url)
             pipe.recv()
             pipe.send((fake.recipients, _cpu()))
-    elif kind == "smtp-stock":
+    else:
         from tests.fakes.smtp import SMTPSink
 
-        with SMTPSink(record=False) as stock:
-            pipe.send(stock.url())
+        with SMTPSink(record=False) as sink:
+            pipe.send(sink.url())
             pipe.recv()
-            pipe.send((stock.count, _cpu()))
-    else:
-        sink = _fast_sink()
-        sink.start()
-        pipe.send(f"smtp://127.0.0.1:{sink.port}")
-        pipe.recv()
-        count = sink.handler.count
-        sink.stop()
-        pipe.send((count, _cpu()))
+            pipe.send((sink.count, _cpu()))
 
 
 def _send(kind: str, db_path: Path, slug: str, address: str, pipe: Connection) -> None:
@@ -174,7 +118,7 @@ def _send(kind: str, db_path: Path, slug: str, address: str, pipe: Connection) -
             sendgrid_api_host=address,
         )
     else:
-        settings = _settings(db_path, transport="smtp", smtp_url=address)  # smtp, smtp-stock
+        settings = _settings(db_path, transport="smtp", smtp_url=address)
     db = Database(settings.database_url)
     cid = campaigns.create_campaign(db, settings, slug)
     marks: list[float] = []
@@ -217,14 +161,7 @@ def run_path(kind: str, db_path: Path, slug: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000, help="subscribers (default 100,000)")
-    parser.add_argument(
-        "--only", choices=["sendgrid", "smtp", "smtp-stock"], help="run one path only"
-    )
-    parser.add_argument(
-        "--stock-sink",
-        action="store_true",
-        help="also send to the test suite's aiosmtpd sink (line-by-line DATA; sink-bound)",
-    )
+    parser.add_argument("--only", choices=["sendgrid", "smtp"], help="run one path only")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="digestmail-bench-") as tmp:
@@ -232,8 +169,7 @@ def main() -> None:
         t0 = time.perf_counter()
         template_db, slug = prepare(directory, args.n)
         print(f"prepared {args.n:,} subscribers and {slug} in {time.perf_counter() - t0:.1f} s")
-        kinds = ["sendgrid", "smtp"] + (["smtp-stock"] if args.stock_sink else [])
-        for kind in kinds if not args.only else [args.only]:
+        for kind in [args.only] if args.only else ["sendgrid", "smtp"]:
             db_path = directory / f"{kind}.db"
             shutil.copyfile(template_db, db_path)
             r = run_path(kind, db_path, slug)
