@@ -45,7 +45,7 @@ def add_issue(db: Database, settings: Settings, path: str | Path, *, ready: bool
             )
         issue.publication = content.publication
         issue.volume = content.volume
-        issue.title = content.title or content.subject
+        issue.title = content.title or rendered.subject
         issue.issue_date = content.date
         issue.source = source
         issue.subject = rendered.subject

@@ -50,9 +50,3 @@ class Issue:
         """Stable identifier: publication and volume, e.g. ``us-japan-alliance-digest-2-19``."""
         base = f"{self.publication} {self.volume}".lower()
         return re.sub(r"[^a-z0-9]+", "-", base).strip("-")
-
-    @property
-    def subject(self) -> str:
-        if self.title:
-            return self.title
-        return f"{self.publication}, Vol. {self.volume}"
