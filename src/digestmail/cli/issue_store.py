@@ -28,10 +28,11 @@ def add(
     try:
         issue = add_issue(db, get_settings(), file, ready=ready)
     except IssueSourceError as exc:
-        err_console.print(f"[red]Not added.[/red] {exc}", markup=True)
+        # Plain text: the problems quote Markdown such as [text](url), which rich would eat.
+        err_console.print(f"Not added. {exc}", markup=False)
         raise typer.Exit(1) from exc
     except IssueStoreError as exc:
-        err_console.print(f"Not added: {exc}")
+        err_console.print(f"Not added: {exc}", markup=False)
         raise typer.Exit(1) from exc
     finally:
         db.dispose()
