@@ -31,3 +31,13 @@ def test_init_on_an_existing_database_of_either_backend(db_url: str) -> None:
     result = runner.invoke(app, ["init"])
     assert result.exit_code == 0, result.output
     assert "up to date" in result.output
+
+
+def test_serve_refuses_other_machines_with_the_public_development_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DIGESTMAIL_SECRET_KEY")
+    reset_settings_cache()
+    result = runner.invoke(app, ["serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "DIGESTMAIL_SECRET_KEY" in result.output

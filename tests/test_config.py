@@ -91,3 +91,22 @@ def test_real_transports_need_their_credentials(
     monkeypatch.setenv("DIGESTMAIL_TRANSPORT", transport)
     with pytest.raises(ValidationError, match=missing):
         Settings()
+
+
+def test_a_public_base_url_refuses_the_public_development_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DIGESTMAIL_SECRET_KEY")
+    monkeypatch.setenv("DIGESTMAIL_BASE_URL", "https://digest.example.org")
+    with pytest.raises(ValidationError, match="DIGESTMAIL_BASE_URL is not this machine"):
+        Settings()
+    for local in ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"):
+        monkeypatch.setenv("DIGESTMAIL_BASE_URL", local)
+        assert Settings().base_url == local
+
+
+def test_replies_go_to_the_contact_address_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGESTMAIL_CONTACT_ADDRESS", "editors@example.net")
+    assert Settings().effective_reply_to == "editors@example.net"
+    monkeypatch.setenv("DIGESTMAIL_REPLY_TO", "Desk <desk@example.net>")
+    assert Settings().effective_reply_to == "Desk <desk@example.net>"

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from functools import lru_cache
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,9 +84,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _real_mail_needs_real_secrets(self) -> Settings:
+        dev_key = self.secret_key.get_secret_value() == DEV_SECRET_KEY
+        if dev_key and not _is_loopback(self.base_url):
+            # Links signed with a public key can be forged: anyone could confirm,
+            # unsubscribe or look up any subscriber of a reachable server.
+            raise ValueError(
+                f"DIGESTMAIL_SECRET_KEY must be set to a long random value when "
+                f"DIGESTMAIL_BASE_URL is not this machine ({self.base_url}); "
+                "the built-in key is public"
+            )
         if self.transport == "outbox":
             return self
-        if self.secret_key.get_secret_value() == DEV_SECRET_KEY:
+        if dev_key:
             raise ValueError(
                 f"DIGESTMAIL_SECRET_KEY must be set to a long random value when "
                 f"DIGESTMAIL_TRANSPORT={self.transport} (the built-in key is public)"
@@ -94,6 +105,11 @@ class Settings(BaseSettings):
         if self.transport == "sendgrid" and self.sendgrid_api_key is None:
             raise ValueError("SENDGRID_API_KEY is required when DIGESTMAIL_TRANSPORT=sendgrid")
         return self
+
+    @property
+    def effective_reply_to(self) -> str:
+        """Replies go to the contact address unless a Reply-To is configured."""
+        return self.reply_to or self.contact_address
 
     @property
     def misfire_grace_time(self) -> timedelta:
@@ -111,6 +127,20 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def is_loopback(host: str) -> bool:
+    """True for a host name or address that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_loopback(url: str) -> bool:
+    return is_loopback(urlsplit(url).hostname or "")
 
 
 @lru_cache(maxsize=1)

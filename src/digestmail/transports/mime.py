@@ -132,7 +132,10 @@ def _address_header(name: str, value: str) -> bytes:
 
 
 def _to_header(email: str, name: str) -> bytes:
-    if not email.isascii() or any(c in email for c in "\r\n<>, \t\"'") or email.count("@") != 1:
+    # Apostrophes and the other RFC 5322 atext characters are fine; what could break
+    # out of the header or the SMTP envelope is not. Non-ASCII would need SMTPUTF8,
+    # which subscribers.normalize already refuses up front.
+    if not email.isascii() or any(c in email for c in '\r\n<>, \t"') or email.count("@") != 1:
         raise InvalidRecipient(f"cannot address a message to {email!r}")
     name = _one_line(name).strip()
     if not name:
