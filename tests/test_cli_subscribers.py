@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from digestmail import subscribers
 from digestmail.cli import app
 from digestmail.config import Settings
 from digestmail.db import Database
@@ -128,6 +129,39 @@ def test_import_without_email_column_fails_clearly(settings: Settings, tmp_path:
     _write_csv(path, [["address", "name"], ["a@example.org", "A"]])
     r = runner.invoke(app, ["subscribers", "import", str(path)])
     assert r.exit_code == 2 and "'email'" in r.output
+    assert "found 'address', 'name'" in r.output and "nothing was imported" in r.output
+
+
+def test_import_skips_rows_that_are_not_csv_and_goes_on(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    huge = "x" * (129 * 1024)  # over the csv module's 128 KiB field limit
+    path.write_text(
+        "email,name\n"
+        "one@example.org,One\n"
+        f"{huge}@example.org,Huge\n"  # line 3
+        "two@example.org,Two\n"
+        f'three@example.org,"{huge}"\n'  # line 5
+        "josé@example.org,José\n"  # line 6: valid, but needs SMTPUTF8
+        "four@example.org,Four\n",
+        encoding="utf-8",
+    )
+    r = runner.invoke(app, ["subscribers", "import", str(path)])
+    assert r.exit_code == 0, r.output
+    assert r.exception is None
+    assert "line 3" in r.output and "line 5" in r.output and "field larger than" in r.output
+    assert "line 6" in r.output and "cannot deliver to" in r.output
+    assert "Added: 3" in r.output and "Bad rows (skipped): 3" in r.output
+    assert huge not in r.output  # a report line, not the whole cell
+    assert set(_all(settings)) == {"one@example.org", "two@example.org", "four@example.org"}
+
+
+def test_import_of_a_file_in_another_encoding_says_so(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_bytes("email,name\nann@example.org,Ann\nbo@example.org,Bø\n".encode("latin-1"))
+    r = runner.invoke(app, ["subscribers", "import", str(path)])
+    assert r.exit_code == 2 and r.exception is not None and isinstance(r.exception, SystemExit)
+    assert "not UTF-8" in r.output and "line 3" in r.output and "nothing was imported" in r.output
+    assert _all(settings) == {}
 
 
 def test_erase_keeps_only_a_hash_and_blocks_reimport(settings: Settings, tmp_path: Path) -> None:
@@ -149,6 +183,21 @@ def test_erase_keeps_only_a_hash_and_blocks_reimport(settings: Settings, tmp_pat
     r = runner.invoke(app, ["subscribers", "add", "erin@example.org", "--confirmed"])
     assert r.exit_code == 1 and "erased" in r.output
     assert set(_all(settings)) == {"keep@example.org"}
+    assert hashes == [subscribers.erased_hash(settings, "erin@example.org")]  # keyed
+
+
+def test_remove_keeps_a_complaint(settings: Settings) -> None:
+    runner.invoke(app, ["subscribers", "add", "angry@example.org", "--confirmed"])
+    db = Database(settings.database_url)
+    with db.session() as s:
+        sub = subscribers.find(s, "angry@example.org")
+        assert sub is not None
+        subscribers.suppress(s, sub.id, SubscriberStatus.COMPLAINED)
+    db.dispose()
+    r = runner.invoke(app, ["subscribers", "remove", "angry@example.org"])
+    assert r.exit_code == 0, r.output
+    assert "stays complained" in r.output
+    assert _all(settings)["angry@example.org"].status is SubscriberStatus.COMPLAINED
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])

@@ -9,7 +9,7 @@ import pytest
 
 from digestmail.config import Settings
 from tests.liveserver import serve
-from tests.webhelpers import link_in, outbox_messages
+from tests.webhelpers import link_in, wait_for_messages
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -55,7 +55,7 @@ def test_subscribe_on_a_phone(live: tuple[str, Settings], artifacts_dir: Path) -
         assert "maria.lopez@example.org" in page.content()
         page.screenshot(path=str(artifacts_dir / "subscribe-thanks-375.png"), full_page=True)
 
-        [mail] = outbox_messages(Path(settings.outbox_dir))
+        [mail] = wait_for_messages(Path(settings.outbox_dir), 1)
         page.goto(link_in(mail).replace(settings.base_url, url))
         assert page.get_by_role("heading", level=1).inner_text() == "You are subscribed"
         page.screenshot(path=str(artifacts_dir / "confirmed-375.png"), full_page=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,15 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 from itsdangerous import TimestampSigner
-from sqlalchemy import select
+from pydantic import SecretStr
+from sqlalchemy import func, select
 
-from digestmail import tokens
+from digestmail import subscribers, tokens
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.models import Subscriber, SubscriberSource, SubscriberStatus
 from digestmail.web.pages import consent_wording
 from tests.liveserver import serve
-from tests.webhelpers import link_in, outbox_messages
+from tests.webhelpers import link_in, wait_for_messages
 
 
 @pytest.fixture
@@ -60,7 +64,7 @@ def test_subscribe_confirm_unsubscribe(client: httpx.Client, settings: Settings)
     assert sub.consent_text == consent_wording(settings)
     assert sub.consent_at is not None
 
-    [message] = outbox_messages(Path(settings.outbox_dir))
+    [message] = wait_for_messages(Path(settings.outbox_dir), 1)
     assert message["To"] == "Jane.Doe@example.org"
     assert "confirm" in message["Subject"].lower()
     assert "List-Unsubscribe" not in message  # one-off mail, not the list
@@ -99,14 +103,14 @@ def test_subscribe_confirm_unsubscribe(client: httpx.Client, settings: Settings)
     r = client.post("/subscribe", data={"email": "jane.doe@example.org"})
     assert r.status_code == 200
     assert _subscriber(settings, "jane.doe@example.org").status is SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
-    newest = outbox_messages(Path(settings.outbox_dir))[-1]
+    newest = wait_for_messages(Path(settings.outbox_dir), 2)[-1]
     assert client.get(link_in(newest).removeprefix(settings.base_url)).status_code == 200
     assert _subscriber(settings, "jane.doe@example.org").status is SubscriberStatus.ACTIVE  # type: ignore[union-attr]
 
 
 def test_one_click_unsubscribe(client: httpx.Client, settings: Settings) -> None:
     client.post("/subscribe", data={"email": "reader@example.com"})
-    [message] = outbox_messages(Path(settings.outbox_dir))
+    [message] = wait_for_messages(Path(settings.outbox_dir), 1)
     client.get(link_in(message).removeprefix(settings.base_url))
     sub = _subscriber(settings, "reader@example.com")
     assert sub is not None and sub.status is SubscriberStatus.ACTIVE
@@ -128,19 +132,121 @@ def test_one_click_unsubscribe(client: httpx.Client, settings: Settings) -> None
     )
 
 
-def test_same_answer_for_known_and_unknown(client: httpx.Client, settings: Settings) -> None:
-    first = client.post("/subscribe", data={"email": "known@example.com"})
-    again = client.post("/subscribe", data={"email": "known@example.com"})
-    fresh = client.post("/subscribe", data={"email": "other@example.com"})
-    assert first.status_code == again.status_code == fresh.status_code == 200
-    assert again.text == first.text
-    assert fresh.text == first.text.replace("known@example.com", "other@example.com")
+def _in_state(settings: Settings, email: str, state: SubscriberStatus) -> None:
+    """A subscriber in ``state``, made directly (the rate limit is for the test's requests)."""
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            request = subscribers.request_subscription(
+                s,
+                subscribers.normalize(email),
+                name=None,
+                source=SubscriberSource.FORM,
+                consent_text="t",
+            )
+        if state is not SubscriberStatus.PENDING:
+            with db.session() as s:
+                subscribers.confirm(s, settings, request.subscriber_id)
+        if state is SubscriberStatus.UNSUBSCRIBED:
+            with db.session() as s:
+                subscribers.unsubscribe(s, request.subscriber_id)
+    finally:
+        db.dispose()
+
+
+def test_same_answer_whatever_the_address_state(client: httpx.Client, settings: Settings) -> None:
+    states = {
+        "new@example.com": None,
+        "pending@example.com": SubscriberStatus.PENDING,
+        "active@example.com": SubscriberStatus.ACTIVE,
+        "left@example.com": SubscriberStatus.UNSUBSCRIBED,
+    }
+    for email, state in states.items():
+        if state is not None:
+            _in_state(settings, email, state)
+    answers = {email: client.post("/subscribe", data={"email": email}) for email in states}
+    assert {r.status_code for r in answers.values()} == {200}
+    pages = {r.text.replace(email, "ADDRESS") for email, r in answers.items()}
+    assert len(pages) == 1, "the page must not say which addresses are known"
+    assert all(email in r.text for email, r in answers.items())  # the address is echoed
+    # Behind the same answer: everybody not already active gets a confirmation.
+    mailed = wait_for_messages(Path(settings.outbox_dir), 3)
+    assert sorted(m["To"] for m in mailed) == [
+        "left@example.com",
+        "new@example.com",
+        "pending@example.com",
+    ]
     # Case-insensitively unique: still one row.
-    client.post("/subscribe", data={"email": "KNOWN@EXAMPLE.COM"})
+    client.post("/subscribe", data={"email": "NEW@EXAMPLE.COM"})
     db = Database(settings.database_url)
     with db.session() as s:
-        assert len(s.scalars(select(Subscriber)).all()) == 2
+        assert s.scalar(select(func.count()).select_from(Subscriber)) == 4
     db.dispose()
+
+
+class _HangingSMTPServer:
+    """Accepts a connection and says nothing until released: an SMTP server that hangs.
+
+    Released, it greets with a refusal that quotes the recipient, as real servers'
+    replies often do, so the test can check what reaches the log.
+    """
+
+    def __init__(self, greeting: bytes) -> None:
+        self.greeting = greeting
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connected = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn, _ = self.listener.accept()
+        self.connected.set()
+        with conn:
+            self.release.wait(30)
+            conn.sendall(self.greeting)
+            conn.recv(1024)  # the client's QUIT, or its closing the connection
+
+    def close(self) -> None:
+        self.release.set()
+        self.thread.join(10)
+        self.listener.close()
+
+
+def test_the_answer_does_not_wait_for_the_transport(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only new, pending and unsubscribed addresses are mailed: if the answer waited for
+    the transport, its timing would tell an active subscriber from the rest."""
+    email = "Slow.Reader@example.com"
+    hanging = _HangingSMTPServer(f"554 5.7.1 <{email}> not today\r\n".encode())
+    smtp = settings.model_copy(
+        update={
+            "transport": "smtp",
+            "smtp_url": SecretStr(f"smtp://127.0.0.1:{hanging.port}"),
+            "smtp_timeout": 20,
+        }
+    )
+    try:
+        with serve(smtp) as url, httpx.Client(base_url=url, timeout=5) as c:
+            # Answered (within the client's 5 s) while the SMTP server has not even said
+            # hello: sending inside the request would hang here until it did.
+            r = c.post("/subscribe", data={"email": email})
+            assert r.status_code == 200 and "check your inbox" in r.text.lower()
+            sub = _subscriber(smtp, "slow.reader@example.com")
+            assert sub is not None and sub.status is SubscriberStatus.PENDING  # on record
+            assert hanging.connected.wait(10)  # the confirmation is on its way
+            hanging.release.set()
+            deadline = time.monotonic() + 10
+            while not any(r.levelno >= logging.ERROR for r in caplog.records):
+                assert time.monotonic() < deadline, "the failed confirmation was not logged"
+                time.sleep(0.02)
+    finally:
+        hanging.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(f"subscriber {sub.id}" in m for m in errors), errors
+    assert not any(email.lower() in m.lower() for m in errors), "addresses stay out of logs"
 
 
 def _expired_confirm_token(settings: Settings, subscriber_id: int) -> str:
@@ -195,6 +301,24 @@ def test_invalid_addresses_are_refused_kindly(
     assert not Path(settings.outbox_dir).exists() or not list(Path(settings.outbox_dir).iterdir())
 
 
+def test_addresses_the_transports_cannot_mail_are_refused_at_once(
+    client: httpx.Client, settings: Settings
+) -> None:
+    r = client.post("/subscribe", data={"email": "josé@example.com", "name": "José"})
+    assert r.status_code == 422 and 'role="alert"' in r.text
+    assert "characters in the part before the @" in r.text
+    assert "please use another address" in r.text
+    assert 'value="José"' in r.text
+    assert _subscriber(settings, "josé@example.com") is None
+    # An internationalised domain is fine: stored and mailed as punycode.
+    r = client.post("/subscribe", data={"email": "Ines@Bücher.de"})
+    assert r.status_code == 200
+    sub = _subscriber(settings, "ines@xn--bcher-kva.de")
+    assert sub is not None and sub.email == "Ines@xn--bcher-kva.de"
+    [mail] = wait_for_messages(Path(settings.outbox_dir), 1)
+    assert mail["To"] == "Ines@xn--bcher-kva.de"
+
+
 def test_honeypot_looks_fine_but_does_nothing(client: httpx.Client, settings: Settings) -> None:
     r = client.post(
         "/subscribe", data={"email": "bot@example.com", "website": "http://spam.example"}
@@ -239,6 +363,7 @@ def test_cross_site_post_needs_no_token(client: httpx.Client, settings: Settings
 def test_healthz_and_outbox_page(client: httpx.Client, settings: Settings) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
     client.post("/subscribe", data={"email": "look@example.com"})
+    wait_for_messages(Path(settings.outbox_dir), 1)
     page = client.get("/admin/outbox")
     assert page.status_code == 200 and "look@example.com" in page.text
     [name] = [p.name for p in Path(settings.outbox_dir).glob("*.eml")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,6 +18,16 @@ def outbox_messages(folder: Path) -> list[EmailMessage]:
         assert isinstance(msg, EmailMessage)
         messages.append(msg)
     return messages
+
+
+def wait_for_messages(folder: Path, count: int, timeout: float = 10.0) -> list[EmailMessage]:
+    """The outbox once it holds ``count`` messages: the web app mails after answering."""
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = outbox_messages(folder) if folder.exists() else []
+        if len(messages) >= count or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.02)
 
 
 def link_in(message: EmailMessage) -> str:

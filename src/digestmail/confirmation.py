@@ -9,6 +9,7 @@ so a ``--double-opt-in`` import of 100,000 rows does not render 100,000 times.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,7 +23,7 @@ from digestmail.emailhtml import mjml_to_email_html
 from digestmail.paths import templates_root
 from digestmail.tokens import confirm_url, unsubscribe_url
 from digestmail.transports import get_transport
-from digestmail.transports.base import BatchResult, MessageTemplate, Recipient
+from digestmail.transports.base import BatchResult, MessageTemplate, Recipient, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,48 @@ def send(settings: Settings, kind: Kind, people: Iterable[tuple[int, str]]) -> B
             result.rejected.extend(answer.rejected)
             for rejected in answer.rejected:
                 log.warning(
-                    "confirmation to subscriber %s rejected: %s", subscriber_id, rejected.error
+                    "confirmation to subscriber %s rejected: %s",
+                    subscriber_id,
+                    redact(rejected.error, [(subscriber_id, email)]),
                 )
     finally:
         transport.close()
     return result
+
+
+def redact(text: str, people: Iterable[tuple[int, str]]) -> str:
+    """``text`` with each address replaced by its subscriber id, fit for a log.
+
+    Transports quote the recipient in their errors ("550 <jane@…>: no such user");
+    addresses are personal data, and the id is all an operator needs to look one up.
+    """
+    for subscriber_id, email in people:
+        text = re.sub(re.escape(email), f"<subscriber {subscriber_id}>", text, flags=re.IGNORECASE)
+    return text
+
+
+def send_in_background(settings: Settings, kind: Kind, subscriber_id: int, email: str) -> None:
+    """``send`` for one person after the web response has gone: never raises, only logs.
+
+    The public form answers before the transport is even contacted, so its response
+    time cannot tell whether an address was new, pending or already subscribed. The
+    person has been told to check their inbox; if nothing arrives they can ask again.
+    """
+    people = [(subscriber_id, email)]
+    try:
+        send(settings, kind, people)
+    except TransportError as exc:
+        log.error(
+            "%s confirmation to subscriber %s not sent: %s",
+            kind.value,
+            subscriber_id,
+            redact(str(exc), people),
+        )
+    except Exception as exc:  # a background task has nobody else to tell
+        log.error(
+            "%s confirmation to subscriber %s failed: %s: %s",
+            kind.value,
+            subscriber_id,
+            type(exc).__name__,
+            redact(str(exc), people),
+        )

@@ -13,12 +13,14 @@ the CLI decide where a transaction ends -- and send mail only after it has.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, cast
 
 from email_validator import EmailNotValidError, validate_email
@@ -27,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from digestmail.config import Settings
 from digestmail.models import (
     Delivery,
     ErasedAddress,
@@ -43,6 +46,13 @@ from digestmail.models import (
 SUPPRESSED = frozenset(
     {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}
 )
+# How strong a suppression is: a complaint outranks everything, and an unsubscribe
+# is never downgraded to a bounce. Whatever suppresses never moves down this scale.
+_SUPPRESSION_RANK = {
+    SubscriberStatus.BOUNCED: 1,
+    SubscriberStatus.UNSUBSCRIBED: 2,
+    SubscriberStatus.COMPLAINED: 3,
+}
 
 NAME_MAX = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -50,13 +60,31 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _CHUNK = 1000
 
 
+UNMAILABLE_REASON = (
+    "this address has characters in the part before the @ that mail services cannot "
+    "deliver to; please use another address"
+)
+
+
 class InvalidAddress(ValueError):
     """An address email-validator refuses; the message says why, for a person to read."""
 
-    def __init__(self, address: str, reason: str) -> None:
-        super().__init__(f"{address!r} is not a valid email address: {reason}")
+    def __init__(self, address: str, reason: str, *, problem: str = "is not a valid email address"):
+        super().__init__(f"{address!r} {problem}: {reason}")
         self.address = address
         self.reason = reason
+
+
+class UnmailableAddress(InvalidAddress):
+    """A valid address that needs SMTPUTF8 (a non-ASCII local part, ``josé@…``).
+
+    Neither our SMTP transport nor SendGrid speaks SMTPUTF8, so such an address
+    could be stored but never mailed: the person is told at once instead of waiting
+    for a confirmation that cannot arrive.
+    """
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address, UNMAILABLE_REASON, problem="cannot be mailed")
 
 
 @dataclass(frozen=True)
@@ -75,15 +103,34 @@ def email_key(address: str) -> str:
 
 
 def normalize(raw: str) -> Address:
-    """Validate an address (syntax only: no DNS, which is slow and flaky) and key it."""
+    """Validate an address (syntax only: no DNS, which is slow and flaky) and key it.
+
+    Only addresses our transports can put in an envelope pass: the ASCII form is
+    kept (an internationalised domain becomes its punycode, which every MTA takes,
+    and ``jane@bücher.de`` and ``jane@xn--bcher-kva.de`` are then one subscriber).
+    """
     text = raw.strip()
     if not text:
         raise InvalidAddress(raw, "it is empty")
     try:
-        result = validate_email(text, check_deliverability=False)
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
+        if not text.rpartition("@")[0].isascii() and _valid_with_smtputf8(text):
+            raise UnmailableAddress(text) from None
         raise InvalidAddress(text, str(exc)) from None
-    return Address(result.normalized, email_key(result.normalized))
+    email = result.ascii_email
+    if email is None:  # never without SMTPUTF8; a guard, not a case
+        raise UnmailableAddress(text)
+    return Address(email, email_key(email))
+
+
+def _valid_with_smtputf8(text: str) -> bool:
+    """Whether SMTPUTF8 is all an address lacks (else its real error is the one to show)."""
+    try:
+        validate_email(text, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError:
+        return False
+    return True
 
 
 def clean_name(raw: str | None) -> str | None:
@@ -95,9 +142,29 @@ def clean_name(raw: str | None) -> str | None:
     return name or None
 
 
-def erased_hash(key: str) -> str:
-    """What remains of an erased address: enough to recognise it, not to read it."""
-    return hashlib.sha256(f"digestmail-erased:{key}".encode()).hexdigest()
+# The erasure key's own derivation label: never changes, so neither do the hashes
+# while the secret key stays the same.
+_ERASURE_LABEL = b"digestmail.erased-address.v1"
+
+
+@lru_cache(maxsize=8)
+def _erasure_key(secret_key: str) -> bytes:
+    return hmac.new(secret_key.encode("utf-8"), _ERASURE_LABEL, hashlib.sha256).digest()
+
+
+def erased_hash(settings: Settings, key: str) -> str:
+    """What remains of an erased address: enough to recognise it, not to read it.
+
+    An HMAC-SHA256 (64 hex characters), not a plain hash: anybody holding a copy of
+    the database could otherwise hash a list of candidate addresses and find out who
+    asked to be forgotten. The key is derived from ``DIGESTMAIL_SECRET_KEY`` under a
+    label of its own, so it is independent of the link-signing keys and stable for as
+    long as the secret key is. Rotating the secret key therefore forgets every
+    recorded erasure (the old hashes cannot be recomputed without the addresses, which
+    are gone): an erased address could come back through an import of an old list.
+    """
+    key_bytes = _erasure_key(settings.secret_key.get_secret_value())
+    return hmac.new(key_bytes, key.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def find(session: Session, address: str) -> Subscriber | None:
@@ -109,8 +176,8 @@ def find(session: Session, address: str) -> Subscriber | None:
     return session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
 
 
-def is_erased(session: Session, key: str) -> bool:
-    digest = erased_hash(key)
+def is_erased(session: Session, settings: Settings, key: str) -> bool:
+    digest = erased_hash(settings, key)
     return (
         session.scalar(select(ErasedAddress.id).where(ErasedAddress.email_hash == digest))
         is not None
@@ -228,7 +295,9 @@ class ConfirmResult(StrEnum):
     STALE = "stale"  # they unsubscribed after asking; an old link must not undo that
 
 
-def confirm(session: Session, subscriber_id: int) -> tuple[ConfirmResult, Subscriber | None]:
+def confirm(
+    session: Session, settings: Settings, subscriber_id: int
+) -> tuple[ConfirmResult, Subscriber | None]:
     """Activate a subscriber whose confirmation token checked out."""
     sub = session.get(Subscriber, subscriber_id, with_for_update=True)
     if sub is None:
@@ -247,7 +316,9 @@ def confirm(session: Session, subscriber_id: int) -> tuple[ConfirmResult, Subscr
     sub.soft_bounce_score = 0
     # They asked again and proved the mailbox is theirs: an old erasure no longer applies.
     session.execute(
-        delete(ErasedAddress).where(ErasedAddress.email_hash == erased_hash(sub.email_key))
+        delete(ErasedAddress).where(
+            ErasedAddress.email_hash == erased_hash(settings, sub.email_key)
+        )
     )
     session.flush()
     return ConfirmResult.CONFIRMED, sub
@@ -275,12 +346,7 @@ def suppress(session: Session, subscriber_id: int, status: SubscriberStatus) -> 
     sub = session.get(Subscriber, subscriber_id, with_for_update=True)
     if sub is None:
         return None
-    rank = {
-        SubscriberStatus.BOUNCED: 1,
-        SubscriberStatus.UNSUBSCRIBED: 2,
-        SubscriberStatus.COMPLAINED: 3,
-    }
-    if rank.get(sub.status, 0) < rank[status]:
+    if _SUPPRESSION_RANK.get(sub.status, 0) < _SUPPRESSION_RANK[status]:
         sub.status = status
         if status is SubscriberStatus.UNSUBSCRIBED:
             sub.unsubscribed_at = utcnow()
@@ -302,6 +368,7 @@ def add_by_staff(
     name: str | None,
     confirmed: bool,
     staff: str,
+    settings: Settings,
 ) -> tuple[Subscriber, bool]:
     """Add one subscriber; returns it and whether a confirmation email is due.
 
@@ -309,7 +376,7 @@ def add_by_staff(
     active at once -- unless the person had unsubscribed or complained, which staff
     cannot overrule from the command line.
     """
-    if is_erased(session, address.key):
+    if is_erased(session, settings, address.key):
         raise Erased(address.email)
     text = (
         "Added by staff, who vouch for the subscriber's consent"
@@ -336,17 +403,20 @@ def add_by_staff(
 
 
 def remove(session: Session, address: str) -> Subscriber | None:
-    """Staff removal: the row stays, as ``unsubscribed``, so the address is never mailed again."""
+    """Staff removal: the row stays, as ``unsubscribed``, so the address is never mailed again.
+
+    Goes through ``suppress`` and its ranking, so a stronger record is never
+    downgraded: a complaint stays a complaint (what the sending policy and the reports
+    rely on), an earlier unsubscribe keeps its date, and a bounce becomes an
+    unsubscribe (the same order ``unsubscribe`` follows: leaving outranks bouncing).
+    """
     sub = find(session, address)
     if sub is None:
         return None
-    sub.status = SubscriberStatus.UNSUBSCRIBED
-    sub.unsubscribed_at = sub.unsubscribed_at or utcnow()
-    session.flush()
-    return sub
+    return suppress(session, sub.id, SubscriberStatus.UNSUBSCRIBED)
 
 
-def erase(session: Session, address: str) -> bool:
+def erase(session: Session, settings: Settings, address: str) -> bool:
     """GDPR erasure: delete the person's data everywhere, keep only a hash of the address.
 
     Returns whether a subscriber existed. The hash is recorded either way, so that a
@@ -374,7 +444,7 @@ def erase(session: Session, address: str) -> bool:
         .values(email=None, payload={"erased": True})
     )
     session.execute(delete(InboundMessage).where(func.lower(InboundMessage.sender) == key))
-    digest = erased_hash(key)
+    digest = erased_hash(settings, key)
     if session.scalar(select(ErasedAddress.id).where(ErasedAddress.email_hash == digest)) is None:
         session.add(ErasedAddress(email_hash=digest))
     session.flush()
@@ -414,6 +484,7 @@ def import_rows(
     double_opt_in: bool,
     staff: str,
     source_label: str,
+    settings: Settings,
 ) -> ImportReport:
     """Add many subscribers in a few statements; safe to run again on the same file.
 
@@ -452,7 +523,7 @@ def import_rows(
     for key, (address, name) in parsed.items():
         if key in existing:
             report.existing += 1
-        elif erased and erased_hash(key) in erased:
+        elif erased and erased_hash(settings, key) in erased:
             report.erased += 1
         else:
             new.append(

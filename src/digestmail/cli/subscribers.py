@@ -7,7 +7,6 @@ import getpass
 import io
 import json
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -94,7 +93,12 @@ def add(
     try:
         with db.session() as session:
             sub, needs_mail = subscribers.add_by_staff(
-                session, address, name=name, confirmed=confirmed, staff=_staff()
+                session,
+                address,
+                name=name,
+                confirmed=confirmed,
+                staff=_staff(),
+                settings=get_settings(),
             )
             summary = (sub.id, sub.email, sub.status)
     except subscribers.Erased:
@@ -116,25 +120,70 @@ def add(
         console.print(f"{sub_email} is {status.value} (id {sub_id}).")
 
 
-def _read_csv(path: Path) -> Iterator[subscribers.ImportRow]:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
+def _read_csv(path: Path) -> tuple[list[subscribers.ImportRow], list[subscribers.BadRow]]:
+    """The rows of a staff CSV file, and those that are not CSV at all, by line.
+
+    The whole file is decoded first, so a wrong encoding is reported with the line it
+    is on (and nothing is imported) instead of surfacing half-way through. A row the
+    csv module cannot read (a field over its 128 KiB limit, a stray quote) is
+    reported and skipped like a bad address; the rows after it are still read.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _fail(
+            f"{path} is not UTF-8 text: line {line} has bytes that are not UTF-8 "
+            f'({exc.reason}). Save it as "CSV UTF-8" and import it again; nothing was '
+            "imported.",
+            2,
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
         header = next(reader, None)
-        if header is None:
-            raise _fail(f"{path} is empty", 2)
-        columns = [h.strip().lower() for h in header]
-        if "email" not in columns:
-            raise _fail(f"{path}: the first line must name the columns, with 'email' among them", 2)
-        email_at = columns.index("email")
-        name_at = columns.index("name") if "name" in columns else None
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            yield subscribers.ImportRow(
-                line=reader.line_num,
+    except csv.Error as exc:
+        raise _fail(f"{path}, line 1: the first line is not readable as CSV ({exc})", 2) from None
+    if header is None:
+        raise _fail(f"{path} is empty", 2)
+    columns = [h.strip().lower() for h in header]
+    if "email" not in columns:
+        found = ", ".join(repr(h.strip()) for h in header[:10]) or "nothing"
+        raise _fail(
+            f"{path}: the first line must name the columns, with 'email' among them "
+            f"(found {found}); nothing was imported.",
+            2,
+        )
+    email_at = columns.index("email")
+    name_at = columns.index("name") if "name" in columns else None
+    rows: list[subscribers.ImportRow] = []
+    bad: list[subscribers.BadRow] = []
+    while True:
+        line = reader.line_num + 1  # where the next record starts (it may span lines)
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            bad.append(subscribers.BadRow(line, "", f"not readable as CSV ({exc})"))
+            continue
+        if not any(cell.strip() for cell in row):
+            continue
+        rows.append(
+            subscribers.ImportRow(
+                line=line,
                 email=row[email_at] if email_at < len(row) else "",
                 name=row[name_at] if name_at is not None and name_at < len(row) else None,
             )
+        )
+    return rows, bad
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A cell for a report line: quoted, and cut short (a bad cell can be huge)."""
+    if not value:
+        return "the row"
+    return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
 @app.command("import")
@@ -152,10 +201,7 @@ def import_(
     Bad rows are reported with their line numbers and skipped; good rows are kept.
     Addresses already on the list are left exactly as they are.
     """
-    try:
-        rows = list(_read_csv(path))
-    except UnicodeDecodeError as exc:
-        raise _fail(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})", 2) from None
+    rows, unreadable = _read_csv(path)
     db = open_database()
     try:
         with db.session() as session:
@@ -165,12 +211,16 @@ def import_(
                 double_opt_in=double_opt_in,
                 staff=_staff(),
                 source_label=path.name,
+                settings=get_settings(),
             )
     finally:
         db.dispose()
+    report.bad = sorted(unreadable + report.bad, key=lambda bad: bad.line)
     for bad in report.bad:
         err_console.print(
-            f"{path.name}, line {bad.line}: skipped {bad.value!r}: {bad.reason}", soft_wrap=True
+            f"{path.name}, line {bad.line}: skipped {_shown(bad.value)}: {bad.reason}",
+            soft_wrap=True,
+            markup=False,
         )
     summary = (
         ("Added", len(report.added)),
@@ -247,12 +297,15 @@ def remove(
         "import cannot bring the address back.",
     ),
 ) -> None:
-    """Take an address off the list (kept as unsubscribed, so it is never mailed again)."""
+    """Take an address off the list (kept as unsubscribed, so it is never mailed again).
+
+    A complaint is kept as it is: it is a stronger record than an unsubscribe.
+    """
     db = open_database()
     try:
         with db.session() as session:
             if erase:
-                existed = subscribers.erase(session, email)
+                existed = subscribers.erase(session, get_settings(), email)
                 message = (
                     f"Erased {email}: personal data deleted, a hash kept to block re-imports."
                     if existed
@@ -262,7 +315,13 @@ def remove(
                 sub = subscribers.remove(session, email)
                 if sub is None:
                     raise _fail(f"no subscriber with the address {email!r}")
-                message = f"{sub.email} is unsubscribed and will not be mailed again."
+                if sub.status is SubscriberStatus.UNSUBSCRIBED:
+                    message = f"{sub.email} is unsubscribed and will not be mailed again."
+                else:
+                    message = (
+                        f"{sub.email} stays {sub.status.value} (a stronger record than "
+                        "unsubscribed) and will not be mailed again."
+                    )
     finally:
         db.dispose()
     console.print(message)

@@ -167,7 +167,11 @@ def handle(settings: Settings, database: Database, message: Inbound) -> str:
             confirmation.send(settings, kind, people)
         except TransportError as exc:
             # The message is stored; staff see it unhandled and can act by hand.
-            log.error("inbound %s: confirmation not sent: %s", stored_id, exc)
+            log.error(
+                "inbound %s: confirmation not sent: %s",
+                stored_id,
+                confirmation.redact(str(exc), people),
+            )
             return action
     with database.session() as session:
         row = session.get_one(InboundMessage, stored_id)

@@ -3,19 +3,22 @@
 The subscribe form carries no CSRF token on purpose: it is embedded in the
 publication's own website and posts across sites. A honeypot field and a per-IP
 rate limit keep bots out instead; double opt-in keeps out everybody else.
+
+``POST /subscribe`` gives the same page, with the same timing, whatever the address's
+state: the confirmation email goes out after the response (a background task), so a
+slow SMTP server or API cannot reveal who is already on the list.
 """
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse
 
 from digestmail import confirmation, subscribers
 from digestmail.models import Subscriber, SubscriberSource, SubscriberStatus
 from digestmail.tokens import Purpose, TokenError, read_token
-from digestmail.transports.base import TransportError
 from digestmail.web.deps import client_ip, database_of, pages_of, settings_of
 from digestmail.web.pages import consent_wording
 
@@ -35,6 +38,7 @@ def subscribe_form(request: Request) -> HTMLResponse:
 @router.post("/subscribe", response_class=HTMLResponse)
 def subscribe_submit(
     request: Request,
+    background: BackgroundTasks,
     email: str = Form(""),
     name: str = Form(""),
     website: str = Form(""),
@@ -62,6 +66,7 @@ def subscribe_submit(
             name=name.strip(),
             error=_friendly(exc),
         )
+    # The request is on record (committed) before the answer; only the mail waits.
     with database_of(request).session() as session:
         outcome = subscribers.request_subscription(
             session,
@@ -72,17 +77,19 @@ def subscribe_submit(
             ip=ip,
         )
     if outcome.needs_confirmation:
-        try:
-            confirmation.send(
-                settings, confirmation.Kind.SUBSCRIBE, [(outcome.subscriber_id, outcome.email)]
-            )
-        except TransportError as exc:
-            log.error("subscribe: confirmation email not sent: %s", exc)
-            return pages.render(request, "unavailable.html", status_code=503)
+        background.add_task(
+            confirmation.send_in_background,
+            settings,
+            confirmation.Kind.SUBSCRIBE,
+            outcome.subscriber_id,
+            outcome.email,
+        )
     return pages.render(request, "thanks.html", email=address.email)
 
 
 def _friendly(exc: subscribers.InvalidAddress) -> str:
+    if isinstance(exc, subscribers.UnmailableAddress):
+        return f"Sorry, {exc.reason}."
     return f"That does not look like a complete email address ({exc.reason.rstrip('.')})."
 
 
@@ -100,7 +107,7 @@ def confirm(request: Request, token: str) -> HTMLResponse:
             problem="expired" if exc.expired else "invalid",
         )
     with database_of(request).session() as session:
-        result, sub = subscribers.confirm(session, subscriber_id)
+        result, sub = subscribers.confirm(session, settings, subscriber_id)
         email = sub.email if sub else ""
     if result is subscribers.ConfirmResult.UNKNOWN:
         return pages.render(request, "link_problem.html", status_code=404, problem="unknown")
