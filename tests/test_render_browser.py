@@ -64,7 +64,8 @@ def email_page(tmp_path_factory: pytest.TempPathFactory) -> str:
     issue = load_issue(EXAMPLE)
     assert issue.hero is not None
     issue = dataclasses.replace(issue, hero=dataclasses.replace(issue.hero, url="hero.svg"))
-    settings = Settings(base_url="https://digest.example.org")
+    # Module-scoped: runs before the per-test environment, so it names its own key.
+    settings = Settings(base_url="https://digest.example.org", secret_key="test-secret")
     rendered = render_issue(issue, settings)
     values = recipient_values(
         settings,
