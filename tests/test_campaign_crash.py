@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import cast
 
@@ -21,10 +22,11 @@ from sqlalchemy import Table, select, update
 from digestmail import campaigns
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.models import Delivery
+from digestmail.models import Campaign, Delivery, utcnow
 from tests.campaign_helpers import SUBSCRIBERS, add_subscribers, outbox_counts, store_issue
 
 D = cast(Table, Delivery.__table__)
+C = cast(Table, Campaign.__table__)
 N = 3000
 BATCH = 50
 DIGESTMAIL = str(Path(sys.executable).parent / "digestmail")
@@ -111,12 +113,24 @@ def test_killed_sender_resumes_without_losing_anyone(
             .values(status="unsubscribed")
         )
 
-    # Resuming too early is refused: the dead sender's lease has not expired yet.
+    # Resuming too early is refused: the dead sender's lease has not expired yet. The
+    # 2 s lease could run out while the command starts up, so for this step the dead
+    # sender's lease is made a long one (as with the default 30 s).
+    dead = campaigns.campaign_info(db, cid).lease_owner
+    with db.engine.begin() as conn:
+        conn.execute(
+            update(C).where(C.c.id == cid).values(lease_expires_at=utcnow() + timedelta(minutes=5))
+        )
     early = subprocess.run(
         [DIGESTMAIL, "campaign", "resume", str(cid)], env=dict(os.environ), capture_output=True
     )
-    if campaigns.campaign_info(db, cid).sender_alive:
-        assert early.returncode == 1 and b"being sent by" in early.stderr
+    assert early.returncode == 1 and b"being sent by" in early.stderr
+    info = campaigns.campaign_info(db, cid)
+    assert info.lease_owner == dead and _in_flight(db, cid) == flights[0]  # nothing taken
+    with db.engine.begin() as conn:
+        conn.execute(
+            update(C).where(C.c.id == cid).values(lease_expires_at=utcnow() + timedelta(seconds=1))
+        )
 
     _wait_for_lease_expiry(db, cid)
     second = _start("campaign", "resume", str(cid))

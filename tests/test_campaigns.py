@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Row, Table, func, select, update
 
 from digestmail import campaigns
 from digestmail.campaigns import (
@@ -37,6 +37,7 @@ from digestmail.transports.base import (
     TransportError,
 )
 from digestmail.transports.outbox import OutboxTransport
+from digestmail.transports.smtp import SMTPTransport
 from tests.campaign_helpers import (
     SUBSCRIBERS,
     add_subscribers,
@@ -44,6 +45,8 @@ from tests.campaign_helpers import (
     outbox_messages,
     store_issue,
 )
+from tests.fakes.sendgrid import FakeSendGrid
+from tests.fakes.smtp import SMTPSink
 
 D = cast(Table, Delivery.__table__)
 C = cast(Table, Campaign.__table__)
@@ -113,9 +116,19 @@ def test_every_active_subscriber_gets_one_personal_message(
         token = url.rsplit("/", 1)[1]
         assert read_token(small, Purpose.UNSUBSCRIBE, token) == ids[to]
         assert msg["List-Id"] == small.effective_list_id
+        assert str(msg["List-Unsubscribe"]).endswith(
+            f"<mailto:{small.contact_address}?subject=unsubscribe>"
+        )
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        # No DIGESTMAIL_REPLY_TO set: replies still reach the contact address.
+        assert parseaddr(str(msg["Reply-To"]))[1] == small.contact_address
+        assert parseaddr(str(msg["From"]))[1] == parseaddr(small.from_)[1]
+        assert str(msg["Message-ID"]).startswith("<")
         assert not str(msg["Subject"]).startswith("[TEST]")
         body = msg.get_body(("plain",))
         assert body is not None and token in body.get_content()
+        html_part = msg.get_body(("html",))
+        assert html_part is not None and f"/unsubscribe/{token}" in html_part.get_content()
 
 
 def test_audience_is_taken_at_start_and_leavers_are_skipped(
@@ -317,7 +330,8 @@ def test_temporary_errors_are_retried_with_backoff(database: Database, small: Se
     )
 
     assert info.status == "sent" and info.counts["accepted"] == 20
-    assert waits == [1, 7]  # the provider's Retry-After wins when longer
+    # 1 s, then 7 s (the provider's Retry-After wins when longer), slept in short steps.
+    assert sum(waits) == 8 and max(waits) <= campaigns.WAIT_STEP
 
 
 def test_persistent_temporary_errors_pause_with_a_clear_message(
@@ -425,7 +439,7 @@ def test_list_and_status_report_counts_and_times(database: Database, small: Sett
     slug = store_issue(database, small)
     first = campaigns.create_campaign(database, small, slug)
     run_campaign(database, small, first)
-    second = campaigns.create_campaign(database, small, slug)
+    second = campaigns.create_campaign(database, small, slug, again=True)
 
     listed = campaigns.list_campaigns(database)
     assert [i.id for i in listed] == [second, first]
@@ -447,8 +461,6 @@ def test_list_and_status_report_counts_and_times(database: Database, small: Sett
 def test_through_fake_sendgrid_retries_429_and_fails_plainly_on_401(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    from tests.fakes.sendgrid import FakeSendGrid
-
     db = Database(sqlite_url)
     add_subscribers(db, 25)
     with FakeSendGrid(api_key="SG.right") as fake:
@@ -470,7 +482,7 @@ def test_through_fake_sendgrid_retries_429_and_fails_plainly_on_401(
         assert {p["custom_args"]["campaign_id"] for p in sent} == {str(info.id)}
 
         bad = good.model_copy(update={"sendgrid_api_key": SecretStr("SG.wrong")})
-        cid = campaigns.create_campaign(db, bad, slug)
+        cid = campaigns.create_campaign(db, bad, slug, again=True)
         with pytest.raises(TransportError):
             run_campaign(db, bad, cid)
         failed = campaigns.campaign_info(db, cid)
@@ -478,3 +490,265 @@ def test_through_fake_sendgrid_retries_429_and_fails_plainly_on_401(
     assert failed.error is not None and "authorization grant is invalid" in failed.error
     assert "SG.wrong" not in failed.error
     db.dispose()
+
+
+# --- temporary failures, uncertain outcomes, prompt pause ------------------------------
+
+
+def _smtp(settings: Settings, sink: SMTPSink) -> tuple[Settings, SMTPTransport]:
+    smtp = settings.model_copy(update={"transport": "smtp", "smtp_url": SecretStr(sink.url())})
+    # No retries inside the transport: every temporary failure reaches the campaign.
+    return smtp, SMTPTransport(smtp, retry_delays=())
+
+
+def _rows(db: Database, cid: int) -> dict[str, Row[Any]]:
+    with db.engine.connect() as conn:
+        return {
+            r.email: r
+            for r in conn.execute(
+                select(D.c.email, D.c.state, D.c.attempts, D.c.temp_failures, D.c.error).where(
+                    D.c.campaign_id == cid
+                )
+            )
+        }
+
+
+def test_temporary_failures_are_retried_after_the_others_then_given_up(
+    database: Database, small: Settings
+) -> None:
+    add_subscribers(database, 25)
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+    with SMTPSink() as sink:
+        smtp, tx = _smtp(small, sink)
+        sink.temp_fail("user3@example.com", times=2)  # greylisted twice, then accepted
+        sink.temp_fail("user7@example.com", times=100)  # never gets through
+        sink.reject("user9@example.com")  # 550: no second try
+        try:
+            info = run_campaign(
+                database, smtp, cid, transport=tx, recipient_retry_delays=(0.1,) * 3
+            )
+        finally:
+            tx.close()
+        order = [m.rcpt_tos[0] for m in sink.messages]
+
+    assert info.status == "sent"
+    assert info.counts["accepted"] == 23 and info.counts["rejected"] == 2
+    assert info.retrying == 0 and info.rejected_after_retries == 1
+    assert info.resent == 0  # a 4xx delivered nothing: nobody got it twice
+    assert info.to_json()["rejected_after_retries"] == 1
+    rows = _rows(database, cid)
+    assert rows["user3@example.com"].state == "accepted"
+    assert (rows["user3@example.com"].attempts, rows["user3@example.com"].temp_failures) == (3, 2)
+    gave_up = rows["user7@example.com"]
+    assert gave_up.state == "rejected" and gave_up.attempts == 4
+    assert gave_up.error.startswith("temporary failure, gave up after 4 tries: 451")
+    assert rows["user9@example.com"].error.startswith("550")
+    assert rows["user9@example.com"].attempts == 1
+    assert sink.temp_failures == 2 + 4
+    # The retries went after everyone not yet tried; each delivered message once.
+    assert order[-1] == "user3@example.com" and len(order) == len(set(order)) == 23
+
+
+def test_a_pause_while_retries_wait_keeps_them_for_resume(
+    database: Database, small: Settings
+) -> None:
+    from typer.testing import CliRunner
+
+    from digestmail.cli import app
+
+    add_subscribers(database, 15)
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+    steps: list[float] = []
+
+    def staff_pause(seconds: float) -> None:
+        steps.append(seconds)
+        if len(steps) == 1:
+            campaigns.pause_campaign(database, cid)
+
+    with SMTPSink() as sink:
+        smtp, tx = _smtp(small, sink)
+        sink.temp_fail("user4@example.com", times=1)
+        try:
+            info = run_campaign(
+                database, smtp, cid, transport=tx, recipient_retry_delays=(600,), sleep=staff_pause
+            )
+            assert steps == [campaigns.WAIT_STEP]  # stopped within one step of the wait
+            assert info.status == "paused" and info.lease_owner is None
+            assert info.counts["accepted"] == 14 and info.counts["pending"] == 1
+            assert info.retrying == 1 and info.to_json()["retrying"] == 1
+            error = _rows(database, cid)["user4@example.com"].error
+            assert error.startswith("temporary failure (try 1 of 2): 451")
+            out = " ".join(CliRunner().invoke(app, ["campaign", "status", str(cid)]).output.split())
+            assert "1 recipients failed temporarily and wait for another try" in out
+            assert f"campaign resume {cid}" in out
+
+            info = run_campaign(
+                database, smtp, cid, resume=True, transport=tx, recipient_retry_delays=(0,)
+            )
+        finally:
+            tx.close()
+        received = [m.rcpt_tos[0] for m in sink.messages]
+    assert info.status == "sent" and info.counts["accepted"] == 15 and info.retrying == 0
+    assert received.count("user4@example.com") == 1 and info.resent == 0
+
+
+def test_sendgrid_timeout_is_not_reposted_and_pauses_with_the_batch_in_flight(
+    sqlite_url: str,
+) -> None:
+    db = Database(sqlite_url)
+    add_subscribers(db, 25)
+    with FakeSendGrid(api_key="SG.right") as fake:
+        settings = Settings(
+            transport="sendgrid",
+            sendgrid_api_key="SG.right",
+            sendgrid_api_host=fake.url,
+            sendgrid_timeout=0.3,
+            batch_size=10,
+        )
+        slug = store_issue(db, settings)
+        cid = campaigns.create_campaign(db, settings, slug)
+        fake.stall_next(0.8)  # SendGrid takes the first batch but answers too late
+
+        with pytest.raises(TransportError) as raised:
+            run_campaign(db, settings, cid, retry_delays=(0, 0), sleep=lambda _: None)
+
+        assert raised.value.uncertain
+        assert fake.calls == 1  # not posted again by itself
+        info = campaigns.campaign_info(db, cid)
+        assert info.status == "paused" and info.lease_owner is None
+        assert info.counts["claimed"] == 10 and info.counts["pending"] == 15
+        assert info.in_flight_unknown == 10
+        assert info.error is not None
+        assert "10 recipients (batch 1) may or may not have received" in info.error
+        assert f"digestmail campaign resume {cid}" in info.error
+        time.sleep(0.6)  # let the stalled answer go
+
+        info = run_campaign(db, settings, cid, resume=True)
+        sent = [p["to"][0]["email"] for p in fake.personalizations()]
+    assert info.status == "sent" and info.counts["accepted"] == 25
+    assert info.resent == 10  # `campaign status` names them: they may have it twice
+    twice = {e for e in sent if sent.count(e) == 2}
+    assert twice == {f"user{i}@example.com" for i in range(10)} and len(sent) == 35
+    db.dispose()
+
+
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+def test_pause_and_cancel_take_effect_during_a_retry_wait(
+    database: Database, small: Settings, action: str
+) -> None:
+    add_subscribers(database, 30)
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+    steps: list[float] = []
+
+    def staff_acts(seconds: float) -> None:
+        steps.append(seconds)
+        if len(steps) == 2:
+            getattr(campaigns, f"{action}_campaign")(database, cid)
+
+    busy = TransportError("503 Service Unavailable", permanent=False, retry_after=120)
+    info = run_campaign(
+        database, small, cid, transport=FailingOutbox(small, [busy]), sleep=staff_acts
+    )
+
+    assert steps == [campaigns.WAIT_STEP] * 2  # a two-minute wait ended a step after the click
+    assert info.status == ("paused" if action == "pause" else "cancelled")
+    assert info.counts["accepted"] == 10 and info.counts["pending"] == 20
+    assert info.counts["claimed"] == 0 and info.lease_owner is None and info.resent == 0
+
+
+def test_a_long_retry_after_pauses_the_campaign_naming_the_wait(
+    database: Database, small: Settings
+) -> None:
+    add_subscribers(database, 30)
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+    steps: list[float] = []
+    slow_down = TransportError("SendGrid answered 429", permanent=False, retry_after=3600)
+
+    with pytest.raises(TransportError):
+        run_campaign(
+            database, small, cid, transport=FailingOutbox(small, [slow_down]), sleep=steps.append
+        )
+
+    info = campaigns.campaign_info(database, cid)
+    assert steps == []
+    assert info.status == "paused" and info.lease_owner is None
+    assert info.error is not None and "asked to wait 3600 s (Retry-After" in info.error
+    assert info.counts["pending"] == 20 and info.counts["claimed"] == 0
+    info = run_campaign(database, small, cid, resume=True)
+    assert info.status == "sent" and info.resent == 0
+
+
+def test_an_unwritable_outbox_fails_the_campaign_cleanly(
+    database: Database, small: Settings, tmp_path: Path
+) -> None:
+    add_subscribers(database, 15)
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the outbox should be")
+    broken = small.model_copy(update={"outbox_dir": blocked})
+
+    with pytest.raises(TransportError, match="cannot write to the outbox folder"):
+        run_campaign(database, broken, cid)
+
+    info = campaigns.campaign_info(database, cid)
+    assert info.status == "failed" and info.lease_owner is None
+    assert info.error is not None and str(blocked) in info.error and "exists" in info.error
+    assert info.counts["claimed"] == 0 and info.counts["pending"] == 15
+    info = run_campaign(database, small, cid, resume=True)  # once the folder is fixed
+    assert info.status == "sent" and info.resent == 0
+
+
+# --- one campaign per issue at a time ---------------------------------------------------
+
+
+def test_two_sends_racing_create_one_campaign(database: Database, small: Settings) -> None:
+    slug = store_issue(database, small)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def send() -> None:
+        db = Database(database.url)  # its own engine, as another `send` process would have
+        try:
+            barrier.wait()
+            campaigns.create_campaign(db, small, slug)
+            outcomes.append("created")
+        except campaigns.CampaignExists as exc:
+            outcomes.append(str(exc))
+        finally:
+            db.dispose()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    (cid,) = [i.id for i in campaigns.list_campaigns(database)]
+    assert sorted(outcomes) == [
+        f"Campaign {cid} of {slug} is scheduled: continue it with "
+        f"`digestmail campaign resume {cid}`, or cancel it with "
+        f"`digestmail campaign cancel {cid}` before starting another.",
+        "created",
+    ]
+
+
+def test_again_only_after_earlier_campaigns_finished(database: Database, small: Settings) -> None:
+    add_subscribers(database, 3)
+    slug = store_issue(database, small)
+    first = campaigns.create_campaign(database, small, slug)
+    with pytest.raises(campaigns.CampaignExists, match="is scheduled"):
+        campaigns.create_campaign(database, small, slug, again=True)
+    campaigns.pause_campaign(database, first)
+    with pytest.raises(campaigns.CampaignExists, match="is paused"):
+        campaigns.create_campaign(database, small, slug, again=True)
+    run_campaign(database, small, first, resume=True)
+    with pytest.raises(campaigns.CampaignExists, match="already sent"):
+        campaigns.create_campaign(database, small, slug)
+    second = campaigns.create_campaign(database, small, slug, again=True)
+    campaigns.cancel_campaign(database, second)
+    assert campaigns.create_campaign(database, small, slug, again=True) > second

@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from digestmail.cli import app
-from digestmail.config import Settings
+from digestmail.config import Settings, reset_settings_cache
 from digestmail.db import Database
 from tests.campaign_helpers import ISSUE_FILE, add_subscribers, outbox_counts
+from tests.fakes.sendgrid import FakeSendGrid
 
 runner = CliRunner()
 
@@ -138,3 +139,38 @@ def test_paused_campaign_is_resumed_from_the_command_line(db: Database) -> None:
 def test_unknown_issue(db: Database) -> None:
     code, out = _invoke("send", "no-such-issue", "--yes")
     assert code == 1 and "no issue 'no-such-issue'" in out
+
+
+def test_send_test_to_refuses_a_bad_address_before_sending(db: Database) -> None:
+    slug = _add()
+    code, out = _invoke("send", slug, "--test-to", "a@example.org", "--test-to", "not-an-address")
+    assert code == 1
+    assert "Not sent: 'not-an-address' is not a valid email address" in out
+    assert not Settings().outbox_dir.exists() or not any(Settings().outbox_dir.iterdir())
+
+
+def test_send_test_to_says_plainly_when_the_transport_refuses(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slug = _add()
+    with FakeSendGrid(api_key="SG.right") as fake:
+        monkeypatch.setenv("DIGESTMAIL_TRANSPORT", "sendgrid")
+        monkeypatch.setenv("SENDGRID_API_KEY", "SG.right")
+        monkeypatch.setenv("DIGESTMAIL_SENDGRID_API_HOST", fake.url)
+        reset_settings_cache()
+        fake.fail_next(
+            400,
+            body={
+                "errors": [
+                    {
+                        "message": "The from address does not match a verified Sender Identity.",
+                        "field": "from",
+                    }
+                ]
+            },
+        )
+        result = runner.invoke(app, ["send", slug, "--test-to", "a@example.org"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "Test not sent: SendGrid refused the request (400)" in result.output
+    assert "verified Sender Identity" in result.output and "Traceback" not in result.output
+    assert "SG.right" not in result.output

@@ -7,6 +7,13 @@ Claiming before sending is what makes a crash harmless: after a SIGKILL the only
 whose fate is unknown are the ones still ``claimed``, and a resumed sender sends
 exactly those again (at-least-once for the batch in flight, never a skip).
 
+A recipient the transport failed temporarily (a 4xx, a connection lost before its
+turn) goes back to ``pending`` and is tried again after everyone not yet tried, a
+bounded number of times with growing waits; only then is it ``rejected``. A batch
+whose fate the transport cannot tell (a SendGrid timeout) is never re-posted by
+itself: it stays ``claimed`` and the campaign pauses for staff to decide. Every wait
+is slept in short steps that re-read the campaign, so pause and cancel are prompt.
+
 A sender holds a lease on its campaign (an atomic conditional UPDATE) and renews it
 between batches and from a heartbeat thread while the transport works; only the lease
 holder writes ledger rows, so two processes can never send one campaign at once.
@@ -31,8 +38,10 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Table,
+    and_,
     bindparam,
     func,
     insert,
@@ -77,6 +86,21 @@ I = cast(Table, Issue.__table__)  # noqa: E741
 # Retry-After wins when it asks for longer). After the last one the campaign pauses.
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1, 2, 4, 8, 16, 32)
 
+# Waits before each further try of one recipient that failed temporarily (a 4xx, a
+# connection lost before its turn). Its retry comes after the recipients not yet tried;
+# after the last one it is recorded as rejected. Greylisting asks for minutes.
+DEFAULT_RECIPIENT_RETRY_DELAYS: tuple[float, ...] = (30, 120, 600)
+
+# A provider asking for a longer pause than this (Retry-After) pauses the campaign
+# rather than holding a lease and a terminal for that long.
+MAX_RETRY_AFTER = 300.0
+
+# Waits are slept in steps this long, re-reading the campaign's status in between, so
+# pause and cancel take effect while a retry waits.
+WAIT_STEP = 1.0
+
+TEMPORARY = "temporary failure"
+
 # Statuses a sender may pick a campaign up from; paused and failed only on an explicit
 # resume (staff stopped it, or it needs a fix first).
 _STARTABLE = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING)
@@ -103,6 +127,22 @@ class LeaseLost(CampaignError):
     """Our lease expired and another sender took the campaign over."""
 
 
+class CampaignExists(CampaignError):
+    """The issue has an unfinished campaign, or was sent before (and ``again`` not given)."""
+
+
+class _Stopped(Exception):
+    """Staff paused or cancelled the campaign while the sender waited."""
+
+
+class _WaitTooLong(Exception):
+    """The provider asked for a longer pause than a sender should sit out."""
+
+    def __init__(self, error: TransportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 # --- reading -------------------------------------------------------------------------
 
 
@@ -118,6 +158,10 @@ class CampaignInfo:
     # Rows handed to the transport more than once: the batch in flight when a sender
     # died. These recipients may have received the issue twice.
     resent: int
+    # Pending after a temporary failure, waiting for their next try.
+    retrying: int
+    # Rejected after one or more temporary failures (most: the tries ran out).
+    rejected_after_retries: int
     created_at: datetime
     scheduled_at: datetime | None
     started_at: datetime | None
@@ -156,6 +200,8 @@ class CampaignInfo:
             "counts": self.counts,
             "resent": self.resent,
             "in_flight_unknown": self.in_flight_unknown,
+            "retrying": self.retrying,
+            "rejected_after_retries": self.rejected_after_retries,
             "created_at": iso(self.created_at),
             "scheduled_at": iso(self.scheduled_at),
             "started_at": iso(self.started_at),
@@ -180,15 +226,32 @@ def _counts(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, dict[str
 
 
 def _resent(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, int]:
+    """Rows handed over again after a try that may have delivered (not a temporary failure)."""
     out = dict.fromkeys(campaign_ids, 0)
     if campaign_ids:
         rows = conn.execute(
             select(D.c.campaign_id, func.count())
-            .where(D.c.campaign_id.in_(campaign_ids), D.c.attempts > 1)
+            .where(D.c.campaign_id.in_(campaign_ids), D.c.attempts - D.c.temp_failures > 1)
             .group_by(D.c.campaign_id)
         )
         for cid, n in rows:
             out[cid] = int(n)
+    return out
+
+
+def _after_temporary(
+    conn: Connection, campaign_ids: Sequence[int]
+) -> dict[int, dict[DeliveryState, int]]:
+    """Per campaign, rows that had a temporary failure, by their state now."""
+    out: dict[int, dict[DeliveryState, int]] = {cid: {} for cid in campaign_ids}
+    if campaign_ids:
+        rows = conn.execute(
+            select(D.c.campaign_id, D.c.state, func.count())
+            .where(D.c.campaign_id.in_(campaign_ids), D.c.temp_failures > 0)
+            .group_by(D.c.campaign_id, D.c.state)
+        )
+        for cid, state, n in rows:
+            out[cid][DeliveryState(state)] = int(n)
     return out
 
 
@@ -205,6 +268,7 @@ def _infos(conn: Connection, where: Any, limit: int | None = None) -> list[Campa
     ids = [r.id for r in rows]
     counts = _counts(conn, ids)
     resent = _resent(conn, ids)
+    temporary = _after_temporary(conn, ids)
     return [
         CampaignInfo(
             id=r.id,
@@ -213,6 +277,8 @@ def _infos(conn: Connection, where: Any, limit: int | None = None) -> list[Campa
             transport=r.transport,
             counts=counts[r.id],
             resent=resent[r.id],
+            retrying=temporary[r.id].get(DeliveryState.PENDING, 0),
+            rejected_after_retries=temporary[r.id].get(DeliveryState.REJECTED, 0),
             created_at=r.created_at,
             scheduled_at=r.scheduled_at,
             started_at=r.started_at,
@@ -253,14 +319,81 @@ def active_audience_size(db: Database) -> int:
 # --- staff actions -------------------------------------------------------------------
 
 
-def create_campaign(
-    db: Database, settings: Settings, slug: str, *, scheduled_at: datetime | None = None
-) -> int:
-    """A campaign for the issue, status ``scheduled``; its audience is taken when it starts."""
-    with db.engine.begin() as conn:
+_UNFINISHED = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
+
+
+def _refuse_new_campaign(conn: Connection, issue_id: int, slug: str, *, again: bool) -> None:
+    """Raise ``CampaignExists`` unless a new campaign of this issue may start now.
+
+    Never while another is unfinished (two would send the issue twice to everyone);
+    after an earlier one finished, or the issue was sent, only with ``again``.
+    """
+    prior = conn.execute(
+        select(C.c.id, C.c.status, C.c.finished_at)
+        .where(C.c.issue_id == issue_id, C.c.is_test.is_(False))
+        .order_by(C.c.id.desc())
+    ).all()
+    for row in prior:
+        status = CampaignStatus(row.status)
+        if status in _UNFINISHED:
+            raise CampaignExists(
+                f"Campaign {row.id} of {slug} is {status.value}: continue it with "
+                f"`digestmail campaign resume {row.id}`, or cancel it with "
+                f"`digestmail campaign cancel {row.id}` before starting another."
+            )
+    if again:
+        return
+    if prior and CampaignStatus(prior[0].status) is CampaignStatus.FAILED:
+        last = prior[0]
+        raise CampaignExists(
+            f"Campaign {last.id} of {slug} is failed: continue it with "
+            f"`digestmail campaign resume {last.id}`, or pass --again to start another "
+            "campaign to every active subscriber."
+        )
+    sent = conn.scalar(select(I.c.status).where(I.c.id == issue_id)) == IssueStatus.SENT
+    if prior or sent:
+        when = ""
+        if prior:
+            last = prior[0]
+            finished = last.finished_at
+            done = f", {finished:%Y-%m-%d %H:%M} UTC" if finished else ""
+            when = f" (campaign {last.id}, {CampaignStatus(last.status).value}{done})"
+        raise CampaignExists(
+            f"{slug} was already sent{when}; pass --again to send it to every active "
+            "subscriber once more."
+        )
+
+
+def check_new_campaign(db: Database, slug: str, *, again: bool = False) -> None:
+    """``create_campaign``'s refusal ahead of time (before asking staff to confirm)."""
+    with db.engine.connect() as conn:
         issue_id = conn.scalar(select(I.c.id).where(I.c.slug == slug))
         if issue_id is None:
             raise IssueNotFound(f"there is no issue {slug!r} (add it with `digestmail issue add`)")
+        _refuse_new_campaign(conn, issue_id, slug, again=again)
+
+
+def create_campaign(
+    db: Database,
+    settings: Settings,
+    slug: str,
+    *,
+    scheduled_at: datetime | None = None,
+    again: bool = False,
+) -> int:
+    """A campaign for the issue, status ``scheduled``; its audience is taken when it starts.
+
+    Refused (``CampaignExists``) while another campaign of the issue is unfinished, and
+    after one finished (or the issue was sent) unless ``again``. The check and the insert
+    are one transaction holding the issue's row (PostgreSQL: ``FOR UPDATE``; SQLite: the
+    engine's ``BEGIN IMMEDIATE`` serialises writers), so two ``send`` commands racing
+    create one campaign, not two.
+    """
+    with db.engine.begin() as conn:
+        issue_id = conn.scalar(select(I.c.id).where(I.c.slug == slug).with_for_update())
+        if issue_id is None:
+            raise IssueNotFound(f"there is no issue {slug!r} (add it with `digestmail issue add`)")
+        _refuse_new_campaign(conn, issue_id, slug, again=again)
         result = conn.execute(
             insert(C).values(
                 issue_id=issue_id,
@@ -334,7 +467,7 @@ def message_template(
         html=issue.html,
         text=issue.text,
         from_addr=settings.from_,
-        reply_to=settings.reply_to,
+        reply_to=settings.effective_reply_to,
         headers={"List-Id": settings.effective_list_id},
         unsubscribe_mailto=f"mailto:{settings.contact_address}?subject=unsubscribe",
         campaign_id=campaign_id,
@@ -462,6 +595,7 @@ class SendProgress:
     rejected: int = 0
     skipped: int = 0
     recovered: int = 0  # rows re-sent because a dead sender had them in flight
+    retrying: int = 0  # waiting for another try after a temporary failure
     started: float = field(default_factory=time.monotonic)
     sent_this_run: int = 0
 
@@ -479,6 +613,8 @@ class SendProgress:
 class _Claimed:
     batch: int
     recipients: list[Recipient]
+    # Temporary failures each row had before this try (delivery id -> count).
+    temp_failures: dict[int, int] = field(default_factory=dict)
 
 
 def _owner_id() -> str:
@@ -516,6 +652,8 @@ class _Sender:
         *,
         owner: str,
         retry_delays: Sequence[float],
+        recipient_retry_delays: Sequence[float],
+        max_retry_after: float,
         on_progress: Callable[[SendProgress], None] | None,
         sleep: Callable[[float], None],
     ) -> None:
@@ -526,6 +664,9 @@ class _Sender:
         self.owner = owner
         self.lease = timedelta(seconds=settings.sender_lease)
         self.retry_delays = tuple(retry_delays)
+        self.recipient_retry_delays = tuple(recipient_retry_delays)
+        self.max_tries = len(self.recipient_retry_delays) + 1
+        self.max_retry_after = max_retry_after
         self.on_progress = on_progress
         self.sleep = sleep
         size = min(settings.batch_size, transport.max_batch)
@@ -644,19 +785,67 @@ class _Sender:
 
     # -- the ledger in the hot path --
 
-    def _claim(self, conn: Connection, values: _RecipientValues) -> _Claimed | None:
-        """Claim the next batch of still-active recipients; the others become ``skipped``."""
+    def _pending(self, conn: Connection, which: ColumnElement[bool]) -> Sequence[Any]:
+        return conn.execute(
+            select(D.c.id, D.c.subscriber_id, D.c.email, D.c.temp_failures, S.c.name, S.c.status)
+            .select_from(D.outerjoin(S, S.c.id == D.c.subscriber_id))
+            .where(D.c.campaign_id == self.campaign_id, D.c.state == DeliveryState.PENDING, which)
+            .order_by(D.c.id)
+            .limit(self.batch_size)
+        ).all()
+
+    def _retry_delay(self, temp_failures: int) -> float:
+        delays = self.recipient_retry_delays
+        return delays[min(temp_failures, len(delays)) - 1] if delays else 0.0
+
+    def _retry_due(self, now: datetime) -> ColumnElement[bool]:
+        """Rows whose wait after their last temporary failure is over."""
+        delays = self.recipient_retry_delays
+        if not delays:
+            return D.c.temp_failures > 0
+        due = [
+            and_(D.c.temp_failures == k, D.c.updated_at <= now - timedelta(seconds=d))
+            for k, d in enumerate(delays, 1)
+        ]
+        due.append(
+            and_(
+                D.c.temp_failures > len(delays),
+                D.c.updated_at <= now - timedelta(seconds=delays[-1]),
+            )
+        )
+        return or_(*due)
+
+    def _next_retry(self, conn: Connection, now: datetime) -> float | None:
+        """Seconds until the next temporary failure is due for a try; None if there is none."""
+        rows = conn.execute(
+            select(D.c.temp_failures, func.min(D.c.updated_at))
+            .where(
+                D.c.campaign_id == self.campaign_id,
+                D.c.state == DeliveryState.PENDING,
+                D.c.temp_failures > 0,
+            )
+            .group_by(D.c.temp_failures)
+        ).all()
+        if not rows:
+            return None
+        due: datetime = min(last + timedelta(seconds=self._retry_delay(k)) for k, last in rows)
+        return max(0.05, (due - now).total_seconds())
+
+    def _claim(self, conn: Connection, values: _RecipientValues) -> _Claimed | float | None:
+        """Claim the next batch of still-active recipients; the others become ``skipped``.
+
+        Recipients not yet tried go first; those that failed temporarily come after them,
+        each once its wait is over. Returns the seconds until the next retry is due when
+        only waiting retries are left, and None when nobody is left.
+        """
         now = utcnow()
         while True:
-            rows = conn.execute(
-                select(D.c.id, D.c.subscriber_id, D.c.email, S.c.name, S.c.status)
-                .select_from(D.outerjoin(S, S.c.id == D.c.subscriber_id))
-                .where(D.c.campaign_id == self.campaign_id, D.c.state == DeliveryState.PENDING)
-                .order_by(D.c.id)
-                .limit(self.batch_size)
-            ).all()
+            rows = self._pending(conn, D.c.temp_failures == 0)
             if not rows:
-                return None
+                rows = self._pending(conn, and_(D.c.temp_failures > 0, self._retry_due(now)))
+                if not rows:
+                    return self._next_retry(conn, now)
+                self.progress.retrying -= len(rows)
             gone = [r.id for r in rows if r.status != SubscriberStatus.ACTIVE]
             if gone:
                 conn.execute(
@@ -694,20 +883,44 @@ class _Sender:
                 )
                 for r in live
             ]
-            return _Claimed(batch, recipients)
+            failures = {r.id: int(r.temp_failures) for r in live if r.temp_failures}
+            return _Claimed(batch, recipients, failures)
 
     def _record(self, conn: Connection, claimed: _Claimed, result: BatchResult) -> None:
-        """The transport's answer, in at most three bulk statements."""
+        """The transport's answer, in at most four bulk statements.
+
+        A temporary failure puts the row back to ``pending`` (its error kept, the failure
+        counted) for a later try; only a permanent one, or the last try, is ``rejected``.
+        """
         now = utcnow()
         by_email = {r.email: r.delivery_id for r in claimed.recipients}
         answered: set[int] = set()
-        rejected = []
+        rejected: list[dict[str, Any]] = []
+        deferred: list[dict[str, Any]] = []
+
+        def temporary(did: int, error: str) -> None:
+            failures = claimed.temp_failures.get(did, 0) + 1
+            if failures >= self.max_tries:
+                text = f"{TEMPORARY}, gave up after {failures} tries: {error}"
+                rejected.append({"b_id": did, "b_error": text[:2000], "b_tf": failures})
+            else:
+                text = f"{TEMPORARY} (try {failures} of {self.max_tries}): {error}"
+                deferred.append({"b_id": did, "b_error": text[:2000], "b_tf": failures})
+
         for rej in result.rejected:
             did = by_email.get(rej.email)
             if did is not None and did not in answered:
                 answered.add(did)
-                error = rej.error if rej.permanent else f"temporary failure: {rej.error}"
-                rejected.append({"b_id": did, "b_error": error[:2000]})
+                if rej.permanent:
+                    rejected.append(
+                        {
+                            "b_id": did,
+                            "b_error": rej.error[:2000],
+                            "b_tf": claimed.temp_failures.get(did, 0),
+                        }
+                    )
+                else:
+                    temporary(did, rej.error)
         accepted: list[tuple[int, str | None]] = []
         for acc in result.accepted:
             did = by_email.get(acc.email)
@@ -716,16 +929,20 @@ class _Sender:
                 accepted.append((did, acc.message_id))
         for r in claimed.recipients:
             if r.delivery_id is not None and r.delivery_id not in answered:
-                rejected.append(
-                    {"b_id": r.delivery_id, "b_error": "the transport gave no answer for it"}
+                temporary(r.delivery_id, "the transport gave no answer for it")
+        for rows, state in ((rejected, DeliveryState.REJECTED), (deferred, DeliveryState.PENDING)):
+            if rows:
+                conn.execute(
+                    update(D)
+                    .where(D.c.id == bindparam("b_id"))
+                    .values(
+                        state=state,
+                        error=bindparam("b_error"),
+                        temp_failures=bindparam("b_tf"),
+                        updated_at=now,
+                    ),
+                    rows,
                 )
-        if rejected:
-            conn.execute(
-                update(D)
-                .where(D.c.id == bindparam("b_id"))
-                .values(state=DeliveryState.REJECTED, error=bindparam("b_error"), updated_at=now),
-                rejected,
-            )
         message_ids = {mid for _, mid in accepted}
         if len(message_ids) == 1:
             # One provider id for the whole request (SendGrid): one statement.
@@ -751,6 +968,15 @@ class _Sender:
             )
         self.progress.accepted += len(accepted)
         self.progress.rejected += len(rejected)
+        self.progress.retrying += len(deferred)
+        if deferred:
+            log.warning(
+                "campaign %s batch %d: %d recipients failed temporarily; trying them again "
+                "after the others",
+                self.campaign_id,
+                claimed.batch,
+                len(deferred),
+            )
         self.progress.sent_this_run += len(claimed.recipients)
 
     def _release_claimed(self, claimed: _Claimed) -> None:
@@ -772,15 +998,43 @@ class _Sender:
                 )
             )
 
+    def _check_sending(self) -> None:
+        """Renew the lease and raise ``_Stopped`` if staff paused or cancelled meanwhile."""
+        with self.db.engine.begin() as conn:
+            if not self.renew(conn):
+                raise LeaseLost(f"lost the lease on campaign {self.campaign_id}")
+            status = CampaignStatus(
+                conn.execute(select(C.c.status).where(C.c.id == self.campaign_id)).scalar_one()
+            )
+        if status is not CampaignStatus.SENDING:
+            raise _Stopped(status.value)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep in short steps, checking the campaign between them: a pause or cancel
+        takes effect within a step, and the lease stays ours however long the wait."""
+        left = seconds
+        while True:
+            self._check_sending()
+            if left <= 0:
+                return
+            step = min(left, WAIT_STEP)
+            self.sleep(step)
+            left -= step
+
     def _send(self, template: MessageTemplate, claimed: _Claimed) -> BatchResult:
         delays = self.retry_delays
         for attempt in range(len(delays) + 1):
             try:
                 return self.transport.send_batch(template, claimed.recipients)
             except TransportError as exc:
-                if exc.permanent or attempt == len(delays):
+                # An uncertain outcome is never re-posted automatically: it may have
+                # been delivered, and a retry could reach the whole batch twice.
+                if exc.permanent or exc.uncertain or attempt == len(delays):
                     raise
-                wait = max(delays[attempt], exc.retry_after or 0.0)
+                asked = exc.retry_after or 0.0
+                if asked > self.max_retry_after:
+                    raise _WaitTooLong(exc) from exc
+                wait = max(delays[attempt], asked)
                 log.warning(
                     "campaign %s batch %d: %s; trying again in %.0f s",
                     self.campaign_id,
@@ -788,7 +1042,7 @@ class _Sender:
                     exc,
                     wait,
                 )
-                self.sleep(wait)
+                self._wait(wait)
         raise AssertionError("unreachable")
 
     # -- the loop --
@@ -825,6 +1079,7 @@ class _Sender:
             rejected=counts[DeliveryState.REJECTED.value],
             skipped=counts[DeliveryState.SKIPPED.value],
             recovered=recovered,
+            retrying=campaign_info(self.db, self.campaign_id).retrying,
         )
         if self.on_progress:
             self.on_progress(self.progress)
@@ -841,10 +1096,10 @@ class _Sender:
                 status = CampaignStatus(
                     conn.execute(select(C.c.status).where(C.c.id == self.campaign_id)).scalar_one()
                 )
-                claimed = None
+                got: _Claimed | float | None = None
                 if status is CampaignStatus.SENDING:
-                    claimed = self._claim(conn, values)
-                    if claimed is None:
+                    got = self._claim(conn, values)
+                    if got is None:
                         self._finish(conn, issue.id)
             if self.on_progress:
                 self.on_progress(self.progress)
@@ -852,12 +1107,62 @@ class _Sender:
                 log.info("campaign %s is %s: stopping", self.campaign_id, status.value)
                 self.release()
                 return
-            if claimed is None:
+            if got is None:
                 return
+            if isinstance(got, float):
+                log.info(
+                    "campaign %s: %d recipients wait for another try; the next in %.0f s",
+                    self.campaign_id,
+                    self.progress.retrying,
+                    got,
+                )
+                try:
+                    self._wait(got)
+                except _Stopped as stop:
+                    log.info("campaign %s is %s: stopping", self.campaign_id, stop)
+                    self.release()
+                    return
+                continue
+            claimed = got
             self.bucket.take(len(claimed.recipients))
             try:
                 result = self._send(template, claimed)
+            except _Stopped as stop:
+                # The transport refused the batch and we were waiting to try again.
+                self._release_claimed(claimed)
+                log.info("campaign %s is %s: stopping", self.campaign_id, stop)
+                self.release()
+                return
+            except _WaitTooLong as too_long:
+                exc = too_long.error
+                self._release_claimed(claimed)
+                asked = exc.retry_after or 0.0
+                until = utcnow() + timedelta(seconds=asked)
+                self.release(
+                    status=CampaignStatus.PAUSED,
+                    error=(
+                        f"the {self.transport.name} transport asked to wait {asked:.0f} s "
+                        f"(Retry-After, until {until:%Y-%m-%d %H:%M} UTC) before sending more: "
+                        f"{exc}. Resume it after that with "
+                        f"`digestmail campaign resume {self.campaign_id}`."
+                    ),
+                )
+                raise exc from None
             except TransportError as exc:
+                if exc.uncertain:
+                    # The rows stay claimed, attempts kept: `campaign status` shows them
+                    # in flight, and a resume sends to them again (counted as resent).
+                    n = len(claimed.recipients)
+                    self.release(
+                        status=CampaignStatus.PAUSED,
+                        error=(
+                            f"{exc}. {n} recipients (batch {claimed.batch}) may or may not "
+                            "have received the issue; `digestmail campaign resume "
+                            f"{self.campaign_id}` sends it to them again (some may get it "
+                            "twice)."
+                        ),
+                    )
+                    raise
                 self._release_claimed(claimed)
                 if exc.permanent:
                     self.release(status=CampaignStatus.FAILED, error=str(exc), finished_at=utcnow())
@@ -900,6 +1205,8 @@ def run_campaign(
     transport: Transport | None = None,
     on_progress: Callable[[SendProgress], None] | None = None,
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    recipient_retry_delays: Sequence[float] = DEFAULT_RECIPIENT_RETRY_DELAYS,
+    max_retry_after: float = MAX_RETRY_AFTER,
     owner: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CampaignInfo:
@@ -908,7 +1215,12 @@ def run_campaign(
     Starts a scheduled campaign (taking the audience now) or continues one whose sender
     died. ``resume=True`` (staff's ``campaign resume``) also continues a paused or failed
     one. Raises ``LeaseHeld`` while another live sender has it, ``TransportError`` when the
-    transport refused (campaign ``failed``) or kept failing (campaign ``paused``).
+    transport refused (campaign ``failed``), kept failing, asked for a longer wait than
+    ``max_retry_after`` or could not say whether it took a batch (campaign ``paused``).
+
+    ``retry_delays``: waits between tries of a batch the transport refused as a whole;
+    ``recipient_retry_delays``: waits before each further try of a recipient that failed
+    temporarily (so at most ``len(recipient_retry_delays) + 1`` tries each).
     """
     own = transport is None
     tx = transport or get_transport(settings)
@@ -920,6 +1232,8 @@ def run_campaign(
             tx,
             owner=owner or _owner_id(),
             retry_delays=retry_delays,
+            recipient_retry_delays=recipient_retry_delays,
+            max_retry_after=max_retry_after,
             on_progress=on_progress,
             sleep=sleep,
         )

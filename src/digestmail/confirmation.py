@@ -116,7 +116,7 @@ def message_for(settings: Settings, kind: Kind, subscriber_id: int) -> MessageTe
         html=compiled.html.replace(_URL_SENTINEL, url),
         text=compiled.text.replace(_URL_SENTINEL, url),
         from_addr=settings.from_,
-        reply_to=settings.reply_to,
+        reply_to=settings.effective_reply_to,
         headers={"Auto-Submitted": "auto-generated"},
         bulk=False,
         categories=(f"{kind.value}-confirmation",),

@@ -228,6 +228,9 @@ class Delivery(Base):
     )
     batch: Mapped[int | None]
     attempts: Mapped[int] = mapped_column(default=0)
+    # How many of the attempts ended in a temporary failure (nothing was delivered):
+    # attempts beyond these may have reached the recipient, so they count as resends.
+    temp_failures: Mapped[int] = mapped_column(default=0, server_default="0")
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime | None]

@@ -13,12 +13,14 @@ Use it as a context manager::
     with FakeSendGrid(api_key="SG.test") as fake:
         settings = Settings(sendgrid_api_host=fake.url, sendgrid_api_key="SG.test", ...)
         fake.fail_next(429, times=2, retry_after=1)
+        fake.stall_next(2.0)  # accept the next request but answer only 2 s later
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -228,6 +230,7 @@ class FakeSendGrid:
         self.statuses: list[int] = []
         self.lock = threading.Lock()
         self._script: deque[Scripted] = deque()
+        self._stalls: deque[float] = deque()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
@@ -247,6 +250,12 @@ class FakeSendGrid:
         """Answer the next ``times`` requests with ``status`` (e.g. 429 with Retry-After)."""
         with self.lock:
             self._script.extend(Scripted(status, retry_after, body) for _ in range(times))
+
+    def stall_next(self, seconds: float, *, times: int = 1) -> None:
+        """Take the next ``times`` requests (sent, as SendGrid would) but answer each only
+        after ``seconds``: a client with a shorter timeout cannot know it was accepted."""
+        with self.lock:
+            self._stalls.extend([seconds] * times)
 
     def personalizations(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -289,6 +298,9 @@ class FakeSendGrid:
             self.message_ids.append(message_id)
             if self.record:
                 self.requests.append(body)
+            stall = self._stalls.popleft() if self._stalls else 0.0
+        if stall:
+            time.sleep(stall)
         return 202, {"X-Message-Id": message_id}, b""
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -301,14 +313,17 @@ class FakeSendGrid:
                 status, headers, payload = fake._handle(self)
                 with fake.lock:
                     fake.statuses.append(status)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                if payload:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    if payload:
+                        self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up waiting (stall)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -20,6 +20,7 @@ from digestmail.cli.common import console, err_console, open_database
 from digestmail.config import get_settings
 from digestmail.db import Database
 from digestmail.issues import get_issue
+from digestmail.subscribers import InvalidAddress, normalize
 from digestmail.transports.base import TransportError
 
 campaign_app = typer.Typer(
@@ -50,14 +51,15 @@ def _run(db: Database, campaign_id: int, *, resume: bool) -> CampaignInfo:
         MofNCompleteColumn(),
         TextColumn(
             "sent {task.fields[sent]}  failed {task.fields[failed]}  "
-            "skipped {task.fields[skipped]}  {task.fields[rate]:.0f}/s"
+            "retrying {task.fields[retrying]}  skipped {task.fields[skipped]}  "
+            "{task.fields[rate]:.0f}/s"
         ),
         TimeElapsedColumn(),
         console=console,
         transient=False,
     ) as bar:
         task = bar.add_task(
-            "send", total=None, cid=campaign_id, sent=0, failed=0, skipped=0, rate=0
+            "send", total=None, cid=campaign_id, sent=0, failed=0, retrying=0, skipped=0, rate=0
         )
 
         def show(p: SendProgress) -> None:
@@ -67,6 +69,7 @@ def _run(db: Database, campaign_id: int, *, resume: bool) -> CampaignInfo:
                 completed=p.done,
                 sent=p.accepted,
                 failed=p.rejected,
+                retrying=p.retrying,
                 skipped=p.skipped,
                 rate=p.rate,
             )
@@ -78,10 +81,14 @@ def _run(db: Database, campaign_id: int, *, resume: bool) -> CampaignInfo:
         except TransportError as exc:
             info = campaigns.campaign_info(db, campaign_id)
             bar.stop()
-            raise _fail(
-                f"Campaign {campaign_id} is {info.status}: {info.error or exc}\n"
-                f"Fix the cause, then continue with `digestmail campaign resume {campaign_id}`."
-            ) from exc
+            error = info.error or str(exc)
+            hint = (
+                ""
+                if "campaign resume" in error
+                else "\nFix the cause, then continue with "
+                f"`digestmail campaign resume {campaign_id}`."
+            )
+            raise _fail(f"Campaign {campaign_id} is {info.status}: {error}{hint}") from exc
         except CampaignError as exc:
             bar.stop()
             raise _fail(str(exc)) from exc
@@ -95,11 +102,40 @@ def _report(info: CampaignInfo) -> None:
         f"{c['accepted']} sent, {c['rejected']} failed, {c['skipped']} skipped, "
         f"{c['pending'] + c['claimed']} not sent yet."
     )
+    for line in _temporary_lines(info):
+        console.print(line, markup=False)
     if info.resent:
         console.print(
             f"{info.resent} recipients were in flight when an earlier sender stopped and were "
             "sent again; they may have received the issue twice."
         )
+
+
+def _temporary_lines(info: CampaignInfo) -> list[str]:
+    """What temporary failures left behind, for the summary and ``campaign status``."""
+    lines = []
+    if info.retrying:
+        lines.append(
+            f"{info.retrying} recipients failed temporarily and wait for another try"
+            + (
+                ""
+                if info.status == "sending"
+                else f" (`digestmail campaign resume {info.id}` tries them again)"
+            )
+            + "."
+        )
+    if info.rejected_after_retries:
+        lines.append(
+            f"{info.rejected_after_retries} recipients failed after temporary failures "
+            "(counted as failed; their errors say why)."
+        )
+    if info.in_flight_unknown:
+        lines.append(
+            f"{info.in_flight_unknown} recipients were in flight when the sender stopped; "
+            f"`digestmail campaign resume {info.id}` sends to them again "
+            "(they may get it twice)."
+        )
+    return lines
 
 
 def send(
@@ -120,28 +156,12 @@ def send(
         if issue is None:
             raise _fail(f"There is no issue {slug!r}; `digestmail issue list` shows them.")
         if test_to:
-            result = campaigns.send_test(db, settings, slug, test_to)
-            for acc in result.accepted:
-                console.print(f"Test sent to {acc.email}.")
-            for rej in result.rejected:
-                err_console.print(f"Test to {rej.email} failed: {rej.error}", markup=False)
-            if result.rejected:
-                raise typer.Exit(1)
+            _send_test(db, slug, test_to)
             return
-        prior = campaigns.campaigns_for_issue(db, slug)
-        if (prior or issue.status.value == "sent") and not again:
-            if prior and prior[0].status in ("scheduled", "sending", "paused", "failed"):
-                last = prior[0]
-                raise _fail(
-                    f"Campaign {last.id} of {slug} is {last.status}: continue it with "
-                    f"`digestmail campaign resume {last.id}`, or pass --again to start "
-                    "another campaign to every active subscriber."
-                )
-            raise _fail(
-                f"{slug} was already sent"
-                + (f" (campaign {prior[0].id}, {_when(prior[0].finished_at)})" if prior else "")
-                + "; pass --again to send it to every active subscriber once more."
-            )
+        try:
+            campaigns.check_new_campaign(db, slug, again=again)
+        except CampaignError as exc:
+            raise _fail(str(exc)) from exc
         audience = campaigns.active_audience_size(db)
         if not yes:
             if not sys.stdin.isatty():
@@ -156,12 +176,36 @@ def send(
                 f"through {settings.transport}{where}?"
             ):
                 raise _fail("Not sent.")
-        campaign_id = campaigns.create_campaign(db, settings, slug)
+        try:
+            # Checked again, atomically: another `send` may have started meanwhile.
+            campaign_id = campaigns.create_campaign(db, settings, slug, again=again)
+        except CampaignError as exc:
+            raise _fail(str(exc)) from exc
         console.print(f"Campaign {campaign_id}: sending {slug} to {audience} subscribers.")
         info = _run(db, campaign_id, resume=False)
         _report(info)
     finally:
         db.dispose()
+
+
+def _send_test(db: Database, slug: str, addresses: list[str]) -> None:
+    """A test send: every address checked first, the transport's refusal in plain words."""
+    checked = []
+    for raw in addresses:
+        try:
+            checked.append(normalize(raw).email)
+        except InvalidAddress as exc:
+            raise _fail(f"Not sent: {exc}.") from exc
+    try:
+        result = campaigns.send_test(db, get_settings(), slug, checked)
+    except TransportError as exc:
+        raise _fail(f"Test not sent: {exc}") from exc
+    for acc in result.accepted:
+        console.print(f"Test sent to {acc.email}.")
+    for rej in result.rejected:
+        err_console.print(f"Test to {rej.email} failed: {rej.error}", markup=False)
+    if result.rejected:
+        raise typer.Exit(1)
 
 
 @campaign_app.command("list")
@@ -229,11 +273,8 @@ def status(
         console.print(f"  {state:9} {n}")
     if info.sender_alive:
         console.print(f"  Being sent by {info.lease_owner}.")
-    elif info.in_flight_unknown:
-        console.print(
-            f"  {info.in_flight_unknown} recipients were in flight when the sender stopped; "
-            f"`digestmail campaign resume {info.id}` sends to them again (they may get it twice)."
-        )
+    for line in _temporary_lines(info):
+        console.print(f"  {line}", markup=False)
     if info.resent:
         console.print(
             f"  {info.resent} recipients were sent to again after a sender stopped mid-batch "

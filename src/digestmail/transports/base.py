@@ -67,12 +67,22 @@ class TransportError(Exception):
 
     ``permanent``: trying again cannot help (bad credentials, a request the provider
     refuses). ``retry_after``: seconds the provider asked us to wait, if it said.
+    ``uncertain``: the request may have been taken (a timeout after sending it), so
+    posting the batch again may deliver it twice; only staff should decide to.
     """
 
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+        uncertain: bool = False,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.uncertain = uncertain
 
 
 class Transport(Protocol):

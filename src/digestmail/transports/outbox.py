@@ -1,11 +1,14 @@
 """The default transport: each message becomes one ``.eml`` file in the outbox folder.
 
 The files are exactly what the SMTP transport would send, so staff can open a test
-issue in their mail program and nothing leaves the machine.
+issue in their mail program and nothing leaves the machine. A folder that cannot be
+written (it is a file, the disk is full) is a permanent ``TransportError`` naming it:
+trying again cannot help until staff fix it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Sequence
@@ -19,6 +22,7 @@ from digestmail.transports.base import (
     MessageTemplate,
     Recipient,
     Rejected,
+    TransportError,
 )
 from digestmail.transports.mime import CompiledMessage, InvalidRecipient
 
@@ -46,22 +50,40 @@ class OutboxTransport:
         return self._compiled
 
     def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
-        self.directory.mkdir(parents=True, exist_ok=True)
         compiled = self.compiled(template)
         result = BatchResult()
-        for recipient in recipients:
-            try:
-                message = compiled.render(recipient)
-            except InvalidRecipient as exc:
-                result.rejected.append(Rejected(recipient.email, str(exc), permanent=True))
-                continue
-            local = message.message_id.partition("@")[0]
-            name = f"{_SAFE.sub('_', recipient.email)}-{local[:12]}.eml"
-            tmp = self.directory / f".{name}.tmp"
-            tmp.write_bytes(message.data)
-            # Rename is atomic: a reader never sees half a message.
-            os.replace(tmp, self.directory / name)
-            result.accepted.append(Accepted(recipient.email, message.message_id))
+        written: list[Path] = []
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for recipient in recipients:
+                try:
+                    message = compiled.render(recipient)
+                except InvalidRecipient as exc:
+                    result.rejected.append(Rejected(recipient.email, str(exc), permanent=True))
+                    continue
+                local = message.message_id.partition("@")[0]
+                name = f"{_SAFE.sub('_', recipient.email)}-{local[:12]}.eml"
+                tmp = self.directory / f".{name}.tmp"
+                try:
+                    tmp.write_bytes(message.data)
+                    # Rename is atomic: a reader never sees half a message.
+                    os.replace(tmp, self.directory / name)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink(missing_ok=True)
+                    raise
+                written.append(self.directory / name)
+                result.accepted.append(Accepted(recipient.email, message.message_id))
+        except OSError as exc:
+            # The whole batch fails, so take back what of it was written: a resume after
+            # the folder is fixed writes each message once.
+            for path in written:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            reason = exc.strerror or type(exc).__name__
+            raise TransportError(
+                f"cannot write to the outbox folder {self.directory}: {reason}", permanent=True
+            ) from exc
         return result
 
     def close(self) -> None:

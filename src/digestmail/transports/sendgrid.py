@@ -8,7 +8,9 @@ come back on every event so that it finds its subscriber).
 
 429 and 5xx are retried with exponential backoff and jitter, honouring Retry-After,
 within a bounded number of attempts and total wait, then raised as a temporary
-``TransportError``; other 4xx are permanent and carry SendGrid's own words.
+``TransportError``; other 4xx are permanent and carry SendGrid's own words. A timeout
+is never retried here: SendGrid may have taken the request, so the error is marked
+``uncertain`` and the campaign leaves the decision to staff.
 """
 
 from __future__ import annotations
@@ -252,16 +254,11 @@ class SendGridTransport:
             except urllib.error.URLError as exc:
                 reason = exc.reason
                 if isinstance(reason, TimeoutError | socket.timeout):
-                    # SendGrid may have taken the request: let the campaign decide.
-                    raise TransportError(
-                        f"SendGrid did not answer within {self.timeout:g} s", permanent=False
-                    ) from None
+                    raise self._no_answer() from None
                 retry_after = None
                 problem = f"cannot reach SendGrid: {reason}"
             except TimeoutError:
-                raise TransportError(
-                    f"SendGrid did not answer within {self.timeout:g} s", permanent=False
-                ) from None
+                raise self._no_answer() from None
             except OSError as exc:
                 retry_after = None
                 problem = f"connection to SendGrid failed: {exc}"
@@ -284,6 +281,16 @@ class SendGridTransport:
             log.info("%s; retrying in %.1f s", problem, delay)
             time.sleep(delay)
             waited += delay
+
+    def _no_answer(self) -> TransportError:
+        """A timeout: SendGrid may have accepted the batch, so it must not be re-posted
+        blindly (up to 1,000 people would get the issue twice)."""
+        return TransportError(
+            f"SendGrid did not answer within {self.timeout:g} s; it may or may not have "
+            "accepted the request",
+            permanent=False,
+            uncertain=True,
+        )
 
     def close(self) -> None:
         pass

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 04:26:27.516572
+Create Date: 2026-11-22 04:57:46.740903
 """
 
 from __future__ import annotations
@@ -186,6 +186,7 @@ def upgrade() -> None:
         ),
         sa.Column("batch", sa.Integer(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("temp_failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("provider_message_id", sa.String(length=200), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("updated_at", digestmail.models.UTCDateTime(timezone=True), nullable=True),
