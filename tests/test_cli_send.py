@@ -89,6 +89,10 @@ def test_send_then_again(db: Database) -> None:
     listed = json.loads(_invoke("campaign", "list", "--json")[1])
     assert [c["status"] for c in listed] == ["sent", "sent"]
 
+    code, out = _invoke("campaign", "resume", str(listed[0]["id"]))
+    assert code == 1 and "nothing to resume" in out
+    assert "0/?" not in out  # no empty progress bar first
+
 
 def test_send_test_to_touches_nothing(db: Database) -> None:
     slug = _add()

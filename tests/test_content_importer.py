@@ -303,3 +303,37 @@ def test_malformed_archives_fail_with_a_clear_message(text: str, message: str) -
 def test_publication_option_fills_a_missing_name() -> None:
     text = "Vol 5.6\n\n• One\n\n• " + DETAILS[0] + "\n"
     assert imported(text, publication="Policy Digest").publication == "Policy Digest"
+
+
+def test_about_right_after_the_last_bullet_is_not_glued_to_the_last_story() -> None:
+    text = (
+        "Policy Digest Vol 5.1\n\nHeadlines:\n\n- First story\n- Second story\n\nDetails:\n\n"
+        "- First story in detail.\n- Second story in detail.\n"
+        "“Policy Digest” is a bi-weekly summary of developments.\n"
+    )
+    result = import_archive(text, date=date(2024, 1, 5))
+    assert result.check.ok, result.check.problems
+    issue = result.issue
+    assert issue is not None
+    assert issue.items[-1].markdown == "Second story in detail."
+    assert issue.about is not None and "bi-weekly summary" in issue.about
+    assert any("taken as the About paragraph" in note for note in result.notes)
+
+
+def test_a_closing_sentence_mentioning_a_privacy_policy_is_kept() -> None:
+    about = (
+        "Policy Digest is compiled by our staff for readers in government and business; "
+        "how we handle your address is set out in our privacy policy."
+    )
+    text = (
+        "Policy Digest Vol 5.2\n\n• One\n• Two\n\n\n• One in detail.\n• Two in detail.\n\n"
+        f"{about}\n\n© 2024 Example Institute | Privacy Policy | Sitemap\n"
+    )
+    result = import_archive(text, date=date(2024, 2, 2))
+    assert result.issue is not None and result.issue.about == about
+    assert "Sitemap" not in result.source
+
+
+def test_missing_volume_quotes_the_first_line_of_the_file() -> None:
+    with pytest.raises(ArchiveImportError, match="starts with 'Headlines:'"):
+        import_archive("Headlines:\n\n- One\n- Two\n\n- One in detail.\n- Two in detail.\n")

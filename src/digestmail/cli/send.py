@@ -20,6 +20,7 @@ from digestmail.cli.common import console, err_console, open_database
 from digestmail.config import get_settings
 from digestmail.db import Database
 from digestmail.issues import get_issue
+from digestmail.models import CampaignStatus
 from digestmail.subscribers import InvalidAddress, normalize
 from digestmail.transports.base import TransportError
 
@@ -315,6 +316,13 @@ def resume(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
     """Continue a paused or failed campaign, or one whose sender died (once its lease expired)."""
     db = open_database()
     try:
+        try:
+            before = campaigns.campaign_info(db, campaign_id)
+        except CampaignError as exc:
+            raise _fail(str(exc)) from exc
+        if before.status in (CampaignStatus.SENT.value, CampaignStatus.CANCELLED.value):
+            # Say so before drawing an empty progress bar.
+            raise _fail(f"Campaign {campaign_id} is {before.status}: there is nothing to resume.")
         info = _run(db, campaign_id, resume=True)
         _report(info)
     finally:

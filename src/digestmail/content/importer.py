@@ -68,10 +68,6 @@ _CHROME_RES = [
         r"^download\b",
         r"^\(?pdf\)?$",
         r"^(?:home\s*[›»>/|]\s*)?publications?\b(?!\s*:)",
-        r"(?:©|\(c\)|\bcopyright\b|\ball rights reserved\b)",
-        r"\bprivacy policy\b",
-        r"\bsitemap\b",
-        r"\bterms of (?:use|service)\b",
         r"^\d{4}\s+\S.*\|",
         r"\bwordpress\b",
         r"\b(?:web(?:site)?\s+)?design(?:ed)?\b.*\bby\b",
@@ -81,6 +77,15 @@ _CHROME_RES = [
         r"|back to top|related publications|share on \w+)$",
     )
 ]
+# Footer words: chrome on a short line or one that opens like a footer, but a real
+# closing sentence that happens to mention a privacy policy is kept.
+_FOOTER_RE = re.compile(
+    r"(?:©|\(c\)|\bcopyright\b|\ball rights reserved\b|\bprivacy policy\b|\bsitemap\b"
+    r"|\bterms of (?:use|service)\b)",
+    re.IGNORECASE,
+)
+_FOOTER_START_RE = re.compile(r"^(?:©|\(c\)|copyright\b|\d{4}\b)", re.IGNORECASE)
+_FOOTER_SHORT = 80
 _MONTHS = {
     name: number
     for number, names in enumerate(
@@ -158,6 +163,7 @@ class _Importer:
         text = re.sub(r"[\u00a0\u2007\u202f\t]", " ", text).replace("\u200b", "")
         self.lines = [self._classify(n, raw.strip()) for n, raw in enumerate(text.split("\n"), 1)]
         self.notes: list[str] = []
+        self.header_publication: str | None = None
         self.chrome = [line for line in self.lines if line.kind == "chrome"]
 
     @staticmethod
@@ -167,6 +173,8 @@ class _Importer:
         if _BULLET_RE.match(text):
             return _Line(number, text, "bullet")
         if len(text) <= 200 and any(r.search(text) for r in _CHROME_RES):
+            return _Line(number, text, "chrome")
+        if _FOOTER_RE.search(text) and (len(text) <= _FOOTER_SHORT or _FOOTER_START_RE.match(text)):
             return _Line(number, text, "chrome")
         return _Line(number, text, "text")
 
@@ -195,6 +203,7 @@ class _Importer:
         self.greeting: list[str] = []
         self.dropped: list[_Line] = []
         pub, volume, found_date = self._header(header)
+        self.header_publication = publication or pub
         headlines, details, about = self._body(body_at)
 
         pub = self._publication(pub, publication)
@@ -245,12 +254,20 @@ class _Importer:
         self._final_notes(markdown, about)
         return ImportResult(source, self.notes, parse_issue(source))
 
+    def _opens_about(self, text: str) -> bool:
+        """A line that starts with the publication's name (quoted or not), as About does."""
+        name = self.header_publication
+        if not name:
+            return False
+        return text.lstrip("\"“‘'").lower().startswith(name.lower())
+
     # header ------------------------------------------------------------------------
 
     def _header(self, header: list[_Line]) -> tuple[str | None, str, Date | None]:
         vol_index = next((i for i, ln in enumerate(header) if _VOLUME_RE.search(ln.text)), None)
         if vol_index is None:
-            first = header[0].text if header else "(nothing)"
+            opening = header or [ln for ln in self.lines if ln.kind != "blank"]
+            first = opening[0].text if opening else "(nothing)"
             raise ArchiveImportError(
                 "no volume number found before the headlines: expected a line like "
                 f"'US-Japan Alliance Digest Vol 2.19' or 'Vol: 2.19' near the top "
@@ -358,7 +375,16 @@ class _Importer:
             elif not details_label and self._meta(line):
                 pass
             elif previous == "bullet" and bullets and not paragraphs:
-                bullets[-1].text += " " + line.text  # a wrapped bullet
+                if self._opens_about(line.text):
+                    # The closing paragraph, with no blank line before it: do not let the
+                    # last story swallow it.
+                    paragraphs.append([line])
+                    self.notes.append(
+                        f"line {line.number} follows the last bullet without a blank line; "
+                        "it names the publication, so it was taken as the About paragraph"
+                    )
+                else:
+                    bullets[-1].text += " " + line.text  # a wrapped bullet
             elif previous == "text" and paragraphs:
                 paragraphs[-1].append(line)
             else:
