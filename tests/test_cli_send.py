@@ -99,6 +99,7 @@ def test_send_test_to_touches_nothing(db: Database) -> None:
     code, out = _invoke("send", slug, "--test-to", "a@example.org", "--test-to", "b@example.org")
     assert code == 0, out
     assert "Test sent to a@example.org" in out
+    assert str(Settings().outbox_dir.resolve()) in out.replace("\n", "")
     assert set(outbox_counts(Settings().outbox_dir)) == {"a@example.org", "b@example.org"}
     assert json.loads(_invoke("campaign", "list", "--json")[1]) == []
     assert json.loads(_invoke("issue", "list", "--json")[1])[0]["status"] == "draft"

@@ -191,6 +191,7 @@ def send(
 
 def _send_test(db: Database, slug: str, addresses: list[str]) -> None:
     """A test send: every address checked first, the transport's refusal in plain words."""
+    settings = get_settings()
     checked = []
     for raw in addresses:
         try:
@@ -198,11 +199,18 @@ def _send_test(db: Database, slug: str, addresses: list[str]) -> None:
         except InvalidAddress as exc:
             raise _fail(f"Not sent: {exc}.") from exc
     try:
-        result = campaigns.send_test(db, get_settings(), slug, checked)
+        result = campaigns.send_test(db, settings, slug, checked)
     except TransportError as exc:
         raise _fail(f"Test not sent: {exc}") from exc
     for acc in result.accepted:
-        console.print(f"Test sent to {acc.email}.")
+        console.print(f"Test sent to {acc.email}.", markup=False)
+    if result.accepted and settings.transport == "outbox":
+        # Nothing left the machine: say where to look.
+        console.print(
+            f"Outbox transport: the message is a .eml file in {settings.outbox_dir.resolve()} "
+            "(open it in a mail program, or see /admin/outbox in the web app).",
+            markup=False,
+        )
     for rej in result.rejected:
         err_console.print(f"Test to {rej.email} failed: {rej.error}", markup=False)
     if result.rejected:
