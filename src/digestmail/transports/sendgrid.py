@@ -188,11 +188,12 @@ class SendGridTransport:
         *,
         max_attempts: int = 5,
         backoff: float = 1.0,
-        backoff_cap: float = 30.0,
-        max_wait: float = 60.0,
+        backoff_cap: float = 8.0,
+        max_wait: float = 10.0,
     ) -> None:
         """``max_wait`` bounds the total sleeping per batch; beyond it the error is raised
-        with ``retry_after`` so that the campaign can pause instead of holding its lease.
+        with ``retry_after`` so that the campaign waits instead, in short steps that notice
+        a pause or cancel at once (a transport's own sleep cannot).
         """
         if settings.sendgrid_api_key is None:
             raise ValueError("the sendgrid transport needs SENDGRID_API_KEY")
