@@ -7,13 +7,11 @@ One browser for the module; each case opens the email as a recipient would see i
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import pytest
-from playwright.sync_api import Browser, FloatRect, Locator, Page, sync_playwright
+from playwright.sync_api import Browser, FloatRect, Locator, Page
 
 from digestmail.config import Settings
 from digestmail.content.source import load_issue
@@ -22,16 +20,7 @@ from digestmail.render import recipient_values, render_issue, webview_url
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # A stand-in hero picture, so the page needs no network and the layout has a real image.
 HERO_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="600">
 <defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1">
@@ -40,20 +29,6 @@ HERO_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="600">
 <rect width="1200" height="600" fill="url(#g)"/>
 <circle cx="880" cy="230" r="110" fill="#d6dee8" opacity=".55"/>
 <rect y="430" width="1200" height="170" fill="#1d3150" opacity=".65"/></svg>"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("/usr/bin/chromium is required in CI (apt-get install chromium)")
-        pytest.skip("Debian's chromium is not installed")
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture(scope="module")
