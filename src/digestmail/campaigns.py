@@ -305,11 +305,6 @@ def list_campaigns(db: Database, *, limit: int = 100) -> list[CampaignInfo]:
         return _infos(conn, C.c.is_test.is_(False), limit)
 
 
-def campaigns_for_issue(db: Database, slug: str) -> list[CampaignInfo]:
-    with db.engine.connect() as conn:
-        return _infos(conn, (I.c.slug == slug) & C.c.is_test.is_(False))
-
-
 def active_audience_size(db: Database) -> int:
     with db.engine.connect() as conn:
         n = conn.scalar(select(func.count()).where(S.c.status == SubscriberStatus.ACTIVE))

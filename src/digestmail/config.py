@@ -8,7 +8,6 @@ class cannot drift apart unnoticed (``tests/test_config.py`` checks that).
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from functools import lru_cache
 from ipaddress import ip_address
 from pathlib import Path
@@ -112,10 +111,6 @@ class Settings(BaseSettings):
         return self.reply_to or self.contact_address
 
     @property
-    def misfire_grace_time(self) -> timedelta:
-        return timedelta(seconds=self.misfire_grace)
-
-    @property
     def effective_list_id(self) -> str:
         """RFC 2919 List-Id: the configured one, else derived from the sender's domain."""
         if self.list_id:
@@ -123,10 +118,6 @@ class Settings(BaseSettings):
         domain = self.contact_address.rpartition("@")[2] or "localhost"
         slug = re.sub(r"[^a-z0-9]+", "-", self.publication.lower()).strip("-") or "digest"
         return f"{self.publication} <{slug}.{domain}>"
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
 
 def is_loopback(host: str) -> bool:

@@ -15,7 +15,3 @@ def templates_root(override: Path | None = None) -> Path:
     if bundled.is_dir():
         return bundled
     return _PACKAGE.parent.parent / "templates"
-
-
-def examples_root() -> Path:
-    return _PACKAGE.parent.parent / "examples"

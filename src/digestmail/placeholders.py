@@ -68,13 +68,3 @@ class Template:
 def substitute(text: str, values: Mapping[str, str]) -> str:
     """One-off substitution; for many recipients parse a ``Template`` once instead."""
     return Template.parse(text).substitute(values)
-
-
-def sendgrid_substitutions(values: Mapping[str, str]) -> dict[str, str]:
-    """The same values as SendGrid ``substitutions``: both token forms, HTML ones escaped."""
-    subs: dict[str, str] = {}
-    for field in FIELDS:
-        value = values.get(field, "")
-        subs[token(field, html_part=False)] = value
-        subs[token(field, html_part=True)] = html.escape(value, quote=True)
-    return subs

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import textwrap
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -406,8 +405,3 @@ def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
     if warning:
         log.warning("issue %s: %s", issue.slug, warning)
     return rendered
-
-
-def headline_texts(issue: Issue) -> Sequence[str]:
-    """Headlines as plain text (for archive listings and subjects)."""
-    return [inline_text(h, urls=False) for h in issue.headlines]
