@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings as hypothesis_settings
 from playwright.sync_api import Browser
 
 from digestmail.config import Settings, reset_settings_cache
@@ -26,6 +27,11 @@ SAMPLES = sorted((FIXTURES / "samples").glob("*.txt"))
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 _db_counter = itertools.count()
+
+# Property tests: no deadline (the machine is shared and slow at times), no example
+# database written into the tests' working directories; each test sets its own count.
+hypothesis_settings.register_profile("digestmail", deadline=None, database=None)
+hypothesis_settings.load_profile("digestmail")
 
 
 @pytest.fixture(autouse=True)

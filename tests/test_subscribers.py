@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import delete, event, select
 
 from digestmail import subscribers as subs
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.models import ErasedAddress, Subscriber, SubscriberSource, SubscriberStatus
+from digestmail.models import (
+    ErasedAddress,
+    Subscriber,
+    SubscriberSource,
+    SubscriberStatus,
+    SubscriptionRequest,
+    utcnow,
+)
 
 
 def _request(db: Database, email: str) -> subs.Request:
@@ -124,3 +133,199 @@ def test_erasure_hash_is_keyed(database: Database, settings: Settings) -> None:
         assert list(s.scalars(select(ErasedAddress.email_hash))) == [digest]
         assert subs.is_erased(s, settings, key)
         assert not subs.is_erased(s, other, key)
+
+
+def test_local_part_over_64_characters_is_refused() -> None:
+    assert subs.normalize("a" * 64 + "@example.com").email == "a" * 64 + "@example.com"
+    with pytest.raises(subs.InvalidAddress, match="too long before the @"):
+        subs.normalize("a" * 65 + "@example.com")
+
+
+# --- requests and the consent record ---------------------------------------------------
+
+_RECORD = ("status", "name", "source", "consent_at", "consent_ip", "consent_by", "consent_text")
+
+
+def _record(db: Database, subscriber_id: int) -> dict[str, object]:
+    with db.session() as s:
+        sub = s.get_one(Subscriber, subscriber_id)
+        return {key: getattr(sub, key) for key in _RECORD}
+
+
+def _stranger(db: Database, email: str, **kwargs: object) -> subs.Request:
+    """Somebody else asks for ``email`` with details of their own."""
+    details: dict[str, object] = {
+        "name": "Mallory",
+        "source": SubscriberSource.FORM,
+        "consent_text": "typed by a stranger",
+        "ip": "198.51.100.66",
+    }
+    details.update(kwargs)
+    with db.session() as s:
+        return subs.request_subscription(s, subs.normalize(email), **details)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["staff-pending", "active", *(s.value for s in subs.SUPPRESSED)],
+)
+def test_a_request_never_changes_an_existing_subscriber(
+    database: Database, settings: Settings, state: str
+) -> None:
+    with database.session() as s:
+        sub, _ = subs.add_by_staff(
+            s,
+            subs.normalize("kim@example.com"),
+            name="Kim",
+            confirmed=state != "staff-pending",
+            staff="staff:pat",
+            settings=settings,
+        )
+        sub_id = sub.id
+        if state in {s.value for s in subs.SUPPRESSED}:
+            subs.suppress(s, sub_id, SubscriberStatus(state))
+    before = _record(database, sub_id)
+    _stranger(database, "KIM@example.com")
+    _stranger(database, "kim@example.com", source=SubscriberSource.EMAIL, ip=None, by=None)
+    assert _record(database, sub_id) == before
+
+
+def test_confirmation_applies_the_request_its_link_was_sent_for(
+    database: Database, settings: Settings
+) -> None:
+    first = _request(database, "lee@example.com")
+    with database.session() as s:
+        subs.unsubscribe(s, first.subscriber_id)
+    # An hour ago Lee asked again and was sent a link; a stranger has asked since.
+    asked = _stranger(database, "lee@example.com", name="Lee", ip="192.0.2.1", consent_text="Lee")
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    with database.session() as s:
+        s.get_one(SubscriptionRequest, asked.request_id).requested_at = an_hour_ago
+    _stranger(database, "lee@example.com", by="someone", source=SubscriberSource.EMAIL)
+    with database.session() as s:
+        s.get_one(Subscriber, first.subscriber_id).unsubscribed_at = an_hour_ago - timedelta(
+            minutes=1
+        )
+    with database.session() as s:
+        result, _ = subs.confirm(s, settings, first.subscriber_id, an_hour_ago)
+    assert result is subs.ConfirmResult.CONFIRMED
+    record = _record(database, first.subscriber_id)
+    assert record["status"] is SubscriberStatus.ACTIVE and record["name"] == "Lee"
+    assert (record["consent_ip"], record["consent_text"], record["consent_by"]) == (
+        "192.0.2.1",
+        "Lee",
+        None,
+    )
+    assert record["consent_at"] == an_hour_ago and record["source"] is SubscriberSource.FORM
+    with database.session() as s:
+        confirmed = s.scalars(
+            select(SubscriptionRequest).where(SubscriptionRequest.confirmed_at.is_not(None))
+        ).all()
+    assert [r.id for r in confirmed] == [asked.request_id]
+
+
+def test_a_link_older_than_the_unsubscribe_is_stale(database: Database, settings: Settings) -> None:
+    req = _request(database, "old@example.com")
+    with database.session() as s:
+        subs.confirm(s, settings, req.subscriber_id)
+        subs.unsubscribe(s, req.subscriber_id)
+    with database.session() as s:
+        sub = s.get_one(Subscriber, req.subscriber_id)
+        requested = s.get_one(SubscriptionRequest, req.request_id).requested_at
+        sub.unsubscribed_at = requested + timedelta(minutes=5)
+    before = _record(database, req.subscriber_id)
+    with database.session() as s:
+        result, _ = subs.confirm(s, settings, req.subscriber_id, requested)
+    assert result is subs.ConfirmResult.STALE and _record(database, req.subscriber_id) == before
+
+
+def test_links_sent_before_requests_were_kept_still_confirm(
+    database: Database, settings: Settings
+) -> None:
+    """A confirmation link mailed before this version keeps working for its 7 days."""
+    req = _request(database, "early@example.com")
+    with database.session() as s:  # as the rows of that time: the request is on the row only
+        s.execute(delete(SubscriptionRequest))
+    before = _record(database, req.subscriber_id)
+    with database.session() as s:
+        result, _ = subs.confirm(s, settings, req.subscriber_id, utcnow() - timedelta(days=6))
+    assert result is subs.ConfirmResult.CONFIRMED
+    after = _record(database, req.subscriber_id)
+    assert after.pop("status") is SubscriberStatus.ACTIVE
+    before.pop("status")
+    assert after == before
+
+
+def test_staff_vouching_applies_their_own_request(database: Database, settings: Settings) -> None:
+    _stranger(database, "vic@example.com")  # pending, from the form
+    with database.session() as s:
+        sub, mail = subs.add_by_staff(
+            s,
+            subs.normalize("vic@example.com"),
+            name="Vic",
+            confirmed=True,
+            staff="staff:pat",
+            settings=settings,
+        )
+        sub_id = sub.id
+    record = _record(database, sub_id)
+    assert not mail and record["status"] is SubscriberStatus.ACTIVE
+    assert (record["source"], record["consent_by"], record["consent_ip"], record["name"]) == (
+        SubscriberSource.STAFF,
+        "staff:pat",
+        None,
+        "Vic",
+    )
+
+
+def test_open_requests_per_subscriber_are_capped(database: Database) -> None:
+    for i in range(subs._OPEN_REQUESTS_KEPT + 5):
+        last = _stranger(database, "flood@example.com", consent_text=f"request {i}")
+    with database.session() as s:
+        texts = s.scalars(select(SubscriptionRequest.text).order_by(SubscriptionRequest.id)).all()
+    assert len(texts) == subs._OPEN_REQUESTS_KEPT and texts[-1] == f"request {i}"
+    with database.session() as s:
+        assert s.get(SubscriptionRequest, last.request_id) is not None
+
+
+def test_erasure_removes_the_requests_too(database: Database, settings: Settings) -> None:
+    _stranger(database, "gone@example.com")
+    _stranger(database, "gone@example.com")
+    with database.session() as s:
+        subs.erase(s, settings, "gone@example.com")
+    with database.session() as s:
+        assert s.scalars(select(SubscriptionRequest)).all() == []
+
+
+def test_subscribe_does_the_same_work_whatever_the_address_state(
+    database: Database, settings: Settings
+) -> None:
+    """The statements a request runs are the same for every state (timing tells nothing)."""
+    states = {
+        "pending@example.com": SubscriberStatus.PENDING,
+        "active@example.com": SubscriberStatus.ACTIVE,
+        "left@example.com": SubscriberStatus.UNSUBSCRIBED,
+        "bounced@example.com": SubscriberStatus.BOUNCED,
+    }
+    for email, state in states.items():
+        req = _request(database, email)
+        with database.session() as s:
+            if state is SubscriberStatus.ACTIVE:
+                subs.confirm(s, settings, req.subscriber_id)
+            elif state is not SubscriberStatus.PENDING:
+                subs.suppress(s, req.subscriber_id, state)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements.append(statement)
+
+    work: dict[str, list[str]] = {}
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        for email in [*states, "new@example.com"]:
+            statements.clear()
+            _stranger(database, email)
+            work[email] = list(statements)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    assert len({tuple(w) for w in work.values()}) == 1, work

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
 
 from digestmail.config import Settings
+from digestmail.models import MAX_ID
 from digestmail.tokens import (
     Purpose,
     TokenError,
     UnsubscribeLinks,
+    _serializer,
     confirm_url,
     make_token,
+    read_signed,
     read_token,
     unsubscribe_url,
 )
@@ -84,3 +90,61 @@ def test_fast_unsubscribe_links_are_the_tokens_itsdangerous_makes() -> None:
                 break
         assert ours == theirs
         assert read_token(settings, Purpose.UNSUBSCRIBE, ours.rsplit("/", 1)[1]) == subscriber_id
+
+
+@pytest.mark.parametrize("value", [10**30, 2**31, 0, -1, True, 1.5, "7", [7], None])
+def test_ids_no_row_can_have_are_invalid_links(cfg: Settings, value: object) -> None:
+    for purpose in Purpose:
+        token = _serializer(cfg, purpose).dumps(value)
+        with pytest.raises(TokenError) as info:
+            read_token(cfg, purpose, token)
+        assert not info.value.expired
+
+
+def test_signed_time_is_read_back(cfg: Settings) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    signed = read_signed(cfg, Purpose.CONFIRM, make_token(cfg, Purpose.CONFIRM, 9))
+    assert signed.subscriber_id == 9
+    assert before <= signed.signed_at <= datetime.now(UTC)
+
+
+@settings(max_examples=300)
+@given(token=st.text(max_size=120))
+def test_property_any_string_is_a_valid_link_or_an_invalid_one(token: str) -> None:
+    cfg = Settings(secret_key="k1")
+    for purpose in Purpose:
+        try:
+            value = read_token(cfg, purpose, token)
+        except TokenError as exc:
+            assert str(exc)  # says why
+        else:
+            assert 0 < value <= MAX_ID
+
+
+_payloads = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200)
+@given(payload=_payloads)
+def test_property_signed_payloads_read_as_ids_in_range_or_refused(payload: object) -> None:
+    """Even with the key (a token made elsewhere), only a real id comes out."""
+    cfg = Settings(secret_key="k1")
+    for purpose in Purpose:
+        token = _serializer(cfg, purpose).dumps(payload)
+        try:
+            value = read_token(cfg, purpose, token)
+        except TokenError:
+            continue
+        assert type(value) is int and 0 < value <= MAX_ID and value == payload
+
+
+@settings(max_examples=200)
+@given(subscriber_id=st.integers(min_value=1, max_value=MAX_ID))
+def test_property_every_id_round_trips(subscriber_id: int) -> None:
+    cfg = Settings(secret_key="k1")
+    for purpose in Purpose:
+        assert read_token(cfg, purpose, make_token(cfg, purpose, subscriber_id)) == subscriber_id

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -26,7 +27,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, QueryableAttribute, mapped_column, relationship
+
+# The largest id an ``Integer`` primary key holds on PostgreSQL (SQLite's is larger):
+# ids that arrive from outside (signed links) are checked against it before a lookup.
+MAX_ID = 2**31 - 1
 
 
 def utcnow() -> datetime:
@@ -68,6 +73,23 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}  # noqa: RUF012
+
+
+def max_length(column: QueryableAttribute[Any]) -> int:
+    """The declared size of a ``String`` column: the one home of every length limit.
+
+    PostgreSQL refuses a longer value (SQLite would keep it), so whatever checks
+    outside input against a limit reads it from here instead of repeating the number.
+    """
+    length = getattr(column.type, "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{column} has no declared length")
+    return length
+
+
+def fit(column: QueryableAttribute[Any], value: str) -> str:
+    """``value`` cut to the size of its column."""
+    return value[: max_length(column)]
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -127,6 +149,31 @@ class Subscriber(Base):
 
     def __repr__(self) -> str:
         return f"<Subscriber {self.id} {self.status.value}>"
+
+
+class SubscriptionRequest(Base):
+    """One request to subscribe (the form, an email, staff), kept apart from the subscriber.
+
+    Anybody can type anybody's address, so a request changes nothing about an existing
+    subscriber. Its details (name, source, where from, the wording shown, when) become
+    the subscriber's consent record only when the confirmation link it led to is
+    followed -- or at once when staff vouch for the person. Confirmed requests stay as
+    the history of that person's consents.
+    """
+
+    __tablename__ = "subscription_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[SubscriberSource] = mapped_column(_enum(SubscriberSource))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    by: Mapped[str | None] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None]
 
 
 class ErasedAddress(Base):
@@ -257,15 +304,24 @@ class Event(Base):
 
 
 class InboundMessage(Base):
-    """Mail to the contact address (SendGrid Inbound Parse): every message is kept for staff."""
+    """Mail to the contact address (SendGrid Inbound Parse): every message is kept for staff.
+
+    The post is stored exactly as it arrived (``raw``, bytes: PostgreSQL text cannot
+    hold NUL) before anything reads it; the other columns are what the parser made of
+    it, filled in afterwards, and ``problem`` says what it could not read. Old rows,
+    from before raw posts were kept, have no ``raw``.
+    """
 
     __tablename__ = "inbound_messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    sender: Mapped[str] = mapped_column(String(320))
+    content_type: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sender: Mapped[str | None] = mapped_column(String(320))
     recipient: Mapped[str | None] = mapped_column(String(1000))
     subject: Mapped[str | None] = mapped_column(String(1000))
     text: Mapped[str | None] = mapped_column(Text)
+    problem: Mapped[str | None] = mapped_column(Text)
     # What the system did with it: subscribe, unsubscribe, or none (left for staff).
     action: Mapped[str] = mapped_column(String(16), default="none")
     handled_at: Mapped[datetime | None]

@@ -18,7 +18,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any, cast
@@ -38,6 +38,8 @@ from digestmail.models import (
     Subscriber,
     SubscriberSource,
     SubscriberStatus,
+    SubscriptionRequest,
+    fit,
     utcnow,
 )
 
@@ -105,6 +107,9 @@ def email_key(address: str) -> str:
 def normalize(raw: str) -> Address:
     """Validate an address (syntax only: no DNS, which is slow and flaky) and key it.
 
+    Strict: the part before the @ is at most 64 characters (RFC 5321), which mail
+    servers are entitled to refuse beyond.
+
     Only addresses our transports can put in an envelope pass: the ASCII form is
     kept (an internationalised domain becomes its punycode, which every MTA takes,
     and ``jane@bücher.de`` and ``jane@xn--bcher-kva.de`` are then one subscriber).
@@ -113,7 +118,7 @@ def normalize(raw: str) -> Address:
     if not text:
         raise InvalidAddress(raw, "it is empty")
     try:
-        result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=False, strict=True)
     except EmailNotValidError as exc:
         if not text.rpartition("@")[0].isascii() and _valid_with_smtputf8(text):
             raise UnmailableAddress(text) from None
@@ -127,7 +132,7 @@ def normalize(raw: str) -> Address:
 def _valid_with_smtputf8(text: str) -> bool:
     """Whether SMTPUTF8 is all an address lacks (else its real error is the one to show)."""
     try:
-        validate_email(text, check_deliverability=False, allow_smtputf8=True)
+        validate_email(text, check_deliverability=False, allow_smtputf8=True, strict=True)
     except EmailNotValidError:
         return False
     return True
@@ -219,6 +224,10 @@ def _consent(now: datetime, ip: str | None, by: str | None, text: str | None) ->
 
 # --- double opt-in ------------------------------------------------------------------
 
+# Unconfirmed requests kept per subscriber: enough for every link a person could still
+# be holding, few enough that somebody posting one address over and over fills nothing.
+_OPEN_REQUESTS_KEPT = 10
+
 
 class Outcome(StrEnum):
     """What a subscription request led to (never shown to the public: no enumeration)."""
@@ -232,6 +241,7 @@ class Request:
     subscriber_id: int
     email: str
     outcome: Outcome
+    request_id: int
 
     @property
     def needs_confirmation(self) -> bool:
@@ -250,42 +260,77 @@ def request_subscription(
 ) -> Request:
     """Record a request to subscribe; the caller sends the confirmation when told to.
 
-    A new address becomes ``pending``. A pending one gets its consent record renewed
-    and a fresh confirmation. An active one is left alone. An unsubscribed, bounced or
-    complained one keeps its status -- a stranger can type anybody's address -- and
-    only following the new confirmation link brings it back.
+    The request is kept as a ``SubscriptionRequest`` of its own: a stranger can type
+    anybody's address, so nothing stored about an existing subscriber changes here
+    (status, name, source, consent record). Its details reach the subscriber only
+    through ``confirm`` (the link it led to) or staff vouching. A new address becomes
+    ``pending``, its row holding this first request's details; an active one needs
+    nothing; an unsubscribed, bounced or complained one keeps its status.
+
+    The work is the same whatever the address's state -- one insert attempt, one locked
+    read, one request row, one prune -- so the time taken does not tell an active
+    subscriber from anybody else.
     """
     now = utcnow()
-    consent = _consent(now, ip, by, consent_text)
-    created = _insert_ignoring_duplicates(
+    clean = clean_name(name)
+    ip = fit(SubscriptionRequest.ip, ip) if ip is not None else None
+    by = fit(SubscriptionRequest.by, by) if by is not None else None
+    _insert_ignoring_duplicates(
         session,
         [
             {
                 "email": address.email,
                 "email_key": address.key,
-                "name": clean_name(name),
+                "name": clean,
                 "status": SubscriberStatus.PENDING,
                 "source": source,
                 "created_at": now,
                 "updated_at": now,
-                **consent,
+                **_consent(now, ip, by, consent_text),
             }
         ],
     )
     sub = session.scalars(
         select(Subscriber).where(Subscriber.email_key == address.key).with_for_update()
     ).one()
-    if sub.status is SubscriberStatus.ACTIVE:
-        return Request(sub.id, sub.email, Outcome.ALREADY_ACTIVE)
-    if not created:  # an existing row: renew the request, keep the status
-        for attr, value in consent.items():
-            setattr(sub, attr, value)
-        if name and not sub.name:
-            sub.name = clean_name(name)
-        if sub.status is SubscriberStatus.PENDING:
-            sub.source = source
+    request = SubscriptionRequest(
+        subscriber_id=sub.id,
+        name=clean,
+        source=source,
+        ip=ip,
+        by=by,
+        text=consent_text,
+        requested_at=now,
+    )
+    session.add(request)
     session.flush()
-    return Request(sub.id, sub.email, Outcome.CONFIRM_SENT)
+    _prune_requests(session, sub.id)
+    outcome = (
+        Outcome.ALREADY_ACTIVE if sub.status is SubscriberStatus.ACTIVE else Outcome.CONFIRM_SENT
+    )
+    return Request(sub.id, sub.email, outcome, request.id)
+
+
+def _prune_requests(session: Session, subscriber_id: int) -> None:
+    """Drop all but the newest unconfirmed requests of one subscriber."""
+    keep = (
+        select(SubscriptionRequest.id)
+        .where(
+            SubscriptionRequest.subscriber_id == subscriber_id,
+            SubscriptionRequest.confirmed_at.is_(None),
+        )
+        .order_by(SubscriptionRequest.id.desc())
+        .limit(_OPEN_REQUESTS_KEPT)
+    )
+    session.execute(
+        delete(SubscriptionRequest)
+        .where(
+            SubscriptionRequest.subscriber_id == subscriber_id,
+            SubscriptionRequest.confirmed_at.is_(None),
+            SubscriptionRequest.id.not_in(keep.scalar_subquery()),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 class ConfirmResult(StrEnum):
@@ -295,22 +340,58 @@ class ConfirmResult(StrEnum):
     STALE = "stale"  # they unsubscribed after asking; an old link must not undo that
 
 
+# Tokens carry their signing time to the second, after the request they confirm was
+# stored: a request up to this long after the time in the token is still its own.
+_TOKEN_CLOCK = timedelta(seconds=1)
+
+
 def confirm(
-    session: Session, settings: Settings, subscriber_id: int
+    session: Session,
+    settings: Settings,
+    subscriber_id: int,
+    signed_at: datetime | None = None,
 ) -> tuple[ConfirmResult, Subscriber | None]:
-    """Activate a subscriber whose confirmation token checked out."""
+    """Activate a subscriber whose confirmation token checked out.
+
+    ``signed_at`` (the token's time) picks the request the link was sent for: the
+    newest one made before it. That request's details become the consent record, so
+    the record says who asked, when, from where and with which wording, and a later
+    request by somebody else changes nothing. Links sent before requests were kept
+    (no request that old) activate the subscriber with the record the row holds.
+    A link older than the person's unsubscribe is stale: it must not undo it.
+    """
     sub = session.get(Subscriber, subscriber_id, with_for_update=True)
     if sub is None:
         return ConfirmResult.UNKNOWN, None
     if sub.status is SubscriberStatus.ACTIVE:
         return ConfirmResult.ALREADY, sub
-    if (
-        sub.unsubscribed_at is not None
-        and sub.consent_at is not None
-        and sub.consent_at < sub.unsubscribed_at
-    ):
+    stmt = select(SubscriptionRequest).where(SubscriptionRequest.subscriber_id == sub.id)
+    if signed_at is not None:
+        stmt = stmt.where(SubscriptionRequest.requested_at < signed_at + _TOKEN_CLOCK)
+    request = session.scalars(
+        stmt.order_by(SubscriptionRequest.requested_at.desc(), SubscriptionRequest.id.desc())
+    ).first()
+    asked_at = request.requested_at if request is not None else signed_at or sub.consent_at
+    if sub.unsubscribed_at is not None and asked_at is not None and asked_at < sub.unsubscribed_at:
         return ConfirmResult.STALE, sub
+    _activate(session, settings, sub, request)
+    return ConfirmResult.CONFIRMED, sub
+
+
+def _activate(
+    session: Session, settings: Settings, sub: Subscriber, request: SubscriptionRequest | None
+) -> None:
+    """Make ``sub`` active on the strength of ``request`` (its link followed, or staff)."""
     now = utcnow()
+    if request is not None:
+        request.confirmed_at = now
+        sub.source = request.source
+        for attr, value in _consent(
+            request.requested_at, request.ip, request.by, request.text
+        ).items():
+            setattr(sub, attr, value)
+        if request.name:
+            sub.name = request.name
     sub.status = SubscriberStatus.ACTIVE
     sub.confirmed_at = now
     sub.soft_bounce_score = 0
@@ -321,7 +402,6 @@ def confirm(
         )
     )
     session.flush()
-    return ConfirmResult.CONFIRMED, sub
 
 
 def unsubscribe(session: Session, subscriber_id: int) -> Subscriber | None:
@@ -395,9 +475,7 @@ def add_by_staff(
     if not request.needs_confirmation:
         return sub, False
     if confirmed and sub.status is SubscriberStatus.PENDING:
-        sub.status = SubscriberStatus.ACTIVE
-        sub.confirmed_at = utcnow()
-        session.flush()
+        _activate(session, settings, sub, session.get_one(SubscriptionRequest, request.request_id))
         return sub, False
     return sub, True
 

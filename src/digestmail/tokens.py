@@ -9,6 +9,8 @@ email's link must always work).
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import cast
 
@@ -16,6 +18,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from digestmail.config import Settings
+from digestmail.models import MAX_ID
 
 
 class Purpose(StrEnum):
@@ -41,18 +44,36 @@ def make_token(settings: Settings, purpose: Purpose, subscriber_id: int) -> str:
     return _serializer(settings, purpose).dumps(subscriber_id)
 
 
-def read_token(settings: Settings, purpose: Purpose, token: str) -> int:
-    """The subscriber id in a valid token; raises ``TokenError`` otherwise."""
+@dataclass(frozen=True)
+class SignedId:
+    subscriber_id: int
+    signed_at: datetime  # when the link was made, to the second (the token's own clock)
+
+
+def read_signed(settings: Settings, purpose: Purpose, token: str) -> SignedId:
+    """The subscriber id in a valid token and when it was signed; ``TokenError`` otherwise.
+
+    An id no row can have (not a positive integer within the id column's range) is an
+    invalid link like any other: it can only come from a token made outside this code.
+    """
     max_age = settings.confirm_max_age if purpose is Purpose.CONFIRM else None
     try:
-        value = _serializer(settings, purpose).loads(token, max_age=max_age)
+        value, signed_at = _serializer(settings, purpose).loads(
+            token, max_age=max_age, return_timestamp=True
+        )
     except SignatureExpired as exc:
         raise TokenError("this link has expired", expired=True) from exc
     except BadSignature as exc:
         raise TokenError("this link is not valid") from exc
-    if not isinstance(value, int):
+    # bool is an int to Python, never to us.
+    if type(value) is not int or not 0 < value <= MAX_ID:
         raise TokenError("this link is not valid")
-    return value
+    return SignedId(value, cast(datetime, signed_at).astimezone(UTC))
+
+
+def read_token(settings: Settings, purpose: Purpose, token: str) -> int:
+    """The subscriber id in a valid token; raises ``TokenError`` otherwise."""
+    return read_signed(settings, purpose, token).subscriber_id
 
 
 def unsubscribe_url(settings: Settings, subscriber_id: int) -> str:
