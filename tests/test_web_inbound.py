@@ -154,3 +154,15 @@ def test_everything_else_is_kept_for_staff(
     assert messages[0].subject == "Interview request" and messages[0].text.startswith("Hi,")  # type: ignore[union-attr]
     assert subs == []
     assert not list(Path(inbound_settings.outbox_dir).glob("*.eml"))
+
+
+def test_a_request_that_is_not_a_message_is_refused_and_not_stored(
+    client: httpx.Client, inbound_settings: Settings
+) -> None:
+    hook = f"/hooks/sendgrid/inbound?token={TOKEN}"
+    assert client.post(hook, json={"from": "a@example.com"}).status_code == 415
+    assert (
+        client.post(hook, content=b"", headers={"Content-Type": "multipart/form-data"}).status_code
+        == 400
+    )
+    assert _rows(inbound_settings) == ([], [])
