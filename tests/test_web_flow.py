@@ -383,3 +383,103 @@ def test_outbox_page_hidden_with_another_transport(settings: Settings) -> None:
     smtp = settings.model_copy(update={"transport": "smtp"})
     with serve(smtp) as url:
         assert httpx.get(f"{url}/admin/outbox").status_code == 404
+
+
+def test_form_post_for_an_unsubscribed_person_changes_nothing_until_confirmed(
+    client: httpx.Client, settings: Settings
+) -> None:
+    client.post("/subscribe", data={"email": "uma@example.com", "name": "Uma"})
+    [first] = wait_for_messages(Path(settings.outbox_dir), 1)
+    client.get(link_in(first).removeprefix(settings.base_url))
+    sub = _subscriber(settings, "uma@example.com")
+    assert sub is not None
+    client.post(f"/unsubscribe/{tokens.make_token(settings, tokens.Purpose.UNSUBSCRIBE, sub.id)}")
+    before = _subscriber(settings, "uma@example.com")
+    # Somebody, from elsewhere, types Uma's address with another name.
+    r = client.post(
+        "/subscribe",
+        data={"email": "UMA@example.com", "name": "Not Uma"},
+        headers={"X-Forwarded-For": "203.0.113.50"},
+    )
+    assert r.status_code == 200
+    after = _subscriber(settings, "uma@example.com")
+    assert before is not None and after is not None
+    record = ("status", "name", "source", "consent_at", "consent_ip", "consent_by", "consent_text")
+    assert {k: getattr(after, k) for k in record} == {k: getattr(before, k) for k in record}
+    # Only following that request's link applies it: this is what was asked, and when.
+    newest = wait_for_messages(Path(settings.outbox_dir), 2)[-1]
+    assert client.get(link_in(newest).removeprefix(settings.base_url)).status_code == 200
+    confirmed = _subscriber(settings, "uma@example.com")
+    assert confirmed is not None and confirmed.status is SubscriberStatus.ACTIVE
+    assert (confirmed.name, confirmed.consent_ip) == ("Not Uma", "203.0.113.50")
+    assert confirmed.consent_at is not None and before.consent_at is not None
+    assert confirmed.consent_at > before.consent_at
+
+
+@pytest.mark.parametrize(
+    "body,content_type",
+    [
+        (b"email=caf%E9%40example.com&name=x", "application/x-www-form-urlencoded"),
+        (b"email=ann%40example.com&name=Jos%E9", "application/x-www-form-urlencoded"),
+        (
+            b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\nann@example.com\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nJos\xe9\r\n--b--\r\n',
+            "multipart/form-data; boundary=b",
+        ),
+    ],
+    ids=["urlencoded-email", "urlencoded-name", "multipart-name"],
+)
+def test_invalid_utf8_in_the_form_is_refused_with_the_form(
+    client: httpx.Client, settings: Settings, body: bytes, content_type: str
+) -> None:
+    r = client.post("/subscribe", content=body, headers={"Content-Type": content_type})
+    assert r.status_code == 400 and r.headers["content-type"].startswith("text/html")
+    assert 'role="alert"' in r.text and "could not be read as text" in r.text
+    assert 'name="email"' in r.text  # the form, to try again
+    assert _subscriber(settings, "ann@example.com") is None
+
+
+def test_a_file_as_the_email_field_gets_the_form_page(
+    client: httpx.Client, settings: Settings
+) -> None:
+    r = client.post(
+        "/subscribe",
+        data={"name": "Ann"},
+        files={"email": ("me.txt", b"ann@example.com", "text/plain")},
+    )
+    assert r.status_code == 400 and r.headers["content-type"].startswith("text/html")
+    assert 'role="alert"' in r.text and "Python" not in r.text and "detail" not in r.text
+    assert _subscriber(settings, "ann@example.com") is None
+
+
+def test_out_of_range_ids_in_links_are_invalid_links(
+    client: httpx.Client, settings: Settings
+) -> None:
+    for value in (10**30, 2**31, 0, -5, True):
+        for purpose in tokens.Purpose:
+            token = tokens._serializer(settings, purpose).dumps(value)
+            path = f"/{purpose.value}/{token}"
+            answers = [client.get(path)]
+            if purpose is tokens.Purpose.UNSUBSCRIBE:
+                answers.append(client.post(path))
+            for r in answers:
+                assert r.status_code == 400 and "This link is not valid" in r.text, (value, path)
+
+
+def test_unexpected_errors_show_the_error_page_and_log_the_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A database that was never initialised: not the visitor's doing, and not hidden."""
+    broken = Settings()
+    token = tokens.make_token(broken, tokens.Purpose.CONFIRM, 1)
+    with (
+        caplog.at_level(logging.ERROR, logger="digestmail.web.errors"),
+        serve(broken) as url,
+        httpx.Client(base_url=url) as c,
+    ):
+        r = c.get(f"/confirm/{token}")
+    assert r.status_code == 500 and r.headers["content-type"].startswith("text/html")
+    assert "Something went wrong on our side" in r.text and "Traceback" not in r.text
+    [record] = [rec for rec in caplog.records if rec.name == "digestmail.web.errors"]
+    assert record.exc_info is not None and "no such table" in str(record.exc_info[1])
+    assert record.getMessage() == "GET /confirm/{token} failed"  # the pattern, not the token

@@ -16,7 +16,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from digestmail.config import Settings, get_settings
 from digestmail.db import Database
-from digestmail.web import archive, hooks, ops, public
+from digestmail.web import archive, errors, hooks, ops, public
 from digestmail.web.pages import Pages
 
 
@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
+    # Anything a route did not answer itself: the error page, the traceback in the log.
+    app.add_exception_handler(Exception, errors.server_error)
     app.include_router(public.router)
     app.include_router(hooks.router)
     app.include_router(ops.router)

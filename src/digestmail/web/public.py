@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from digestmail import confirmation, subscribers
+from digestmail.db import Database
+from digestmail.formdata import is_form, parse_form
 from digestmail.models import Subscriber, SubscriberSource, SubscriberStatus
-from digestmail.tokens import Purpose, TokenError, read_token
-from digestmail.web.deps import client_ip, database_of, pages_of, settings_of
+from digestmail.tokens import Purpose, TokenError, read_signed, read_token
+from digestmail.web.deps import client_ip, database_of, pages_of, read_body, settings_of
 from digestmail.web.pages import consent_wording
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,10 @@ router = APIRouter()
 
 # The honeypot's field name: plausible to a form-filling bot, hidden from people.
 HONEYPOT = "website"
+FORM_FIELDS = ("email", "name", HONEYPOT)
+# A subscribe form post is a few hundred bytes; one far larger is not a person's.
+FORM_MAX_BYTES = 64 * 1024
+UNREADABLE = "Sorry, what was sent could not be read as text. Please type your address again."
 
 
 @router.get("/", include_in_schema=False)
@@ -36,13 +43,7 @@ def subscribe_form(request: Request) -> HTMLResponse:
 
 
 @router.post("/subscribe", response_class=HTMLResponse)
-def subscribe_submit(
-    request: Request,
-    background: BackgroundTasks,
-    email: str = Form(""),
-    name: str = Form(""),
-    website: str = Form(""),
-) -> HTMLResponse:
+async def subscribe_submit(request: Request, background: BackgroundTasks) -> HTMLResponse:
     settings = settings_of(request)
     pages = pages_of(request)
     ip = client_ip(request)
@@ -51,7 +52,13 @@ def subscribe_submit(
         response = pages.render(request, "rate_limited.html", status_code=429)
         response.headers["Retry-After"] = "60"
         return response
-    if website.strip():
+    fields = await _form_fields(request)
+    if fields is None:
+        return pages.render(
+            request, "subscribe.html", status_code=400, email="", name="", error=UNREADABLE
+        )
+    email, name = fields["email"], fields["name"]
+    if fields[HONEYPOT].strip():
         # A bot filled the hidden field: answer as if it worked, do nothing.
         log.info("subscribe: honeypot filled, ignored")
         return pages.render(request, "thanks.html", email=email.strip())
@@ -67,15 +74,9 @@ def subscribe_submit(
             error=_friendly(exc),
         )
     # The request is on record (committed) before the answer; only the mail waits.
-    with database_of(request).session() as session:
-        outcome = subscribers.request_subscription(
-            session,
-            address,
-            name=name,
-            source=SubscriberSource.FORM,
-            consent_text=consent_wording(settings),
-            ip=ip,
-        )
+    outcome = await run_in_threadpool(
+        _record_request, database_of(request), address, name, consent_wording(settings), ip
+    )
     if outcome.needs_confirmation:
         background.add_task(
             confirmation.send_in_background,
@@ -85,6 +86,48 @@ def subscribe_submit(
             outcome.email,
         )
     return pages.render(request, "thanks.html", email=address.email)
+
+
+def _record_request(
+    database: Database, address: subscribers.Address, name: str, wording: str, ip: str
+) -> subscribers.Request:
+    with database.session() as session:
+        return subscribers.request_subscription(
+            session,
+            address,
+            name=name,
+            source=SubscriberSource.FORM,
+            consent_text=wording,
+            ip=ip,
+        )
+
+
+async def _form_fields(request: Request) -> dict[str, str] | None:
+    """The form's text fields, or None if they are not readable as UTF-8 text.
+
+    Read by hand rather than by FastAPI's ``Form``: that answers a file in a text field
+    with a JSON error, and reads bytes that are not UTF-8 as Latin-1, which would be
+    stored as mojibake in place of what the person typed.
+    """
+    content_type = request.headers.get("content-type", "")
+    if not is_form(content_type):
+        return None
+    body = await read_body(request, FORM_MAX_BYTES)
+    if body is None:
+        return None
+    form = parse_form(content_type, body, FORM_FIELDS)
+    if form.problems:
+        return None
+    fields: dict[str, str] = {}
+    for name in FORM_FIELDS:
+        part = form.fields.get(name)
+        if part is not None and part.filename is not None:
+            return None
+        try:
+            fields[name] = part.data.decode("utf-8") if part is not None else ""
+        except UnicodeDecodeError:
+            return None
+    return fields
 
 
 def _friendly(exc: subscribers.InvalidAddress) -> str:
@@ -98,7 +141,7 @@ def confirm(request: Request, token: str) -> HTMLResponse:
     settings = settings_of(request)
     pages = pages_of(request)
     try:
-        subscriber_id = read_token(settings, Purpose.CONFIRM, token)
+        signed = read_signed(settings, Purpose.CONFIRM, token)
     except TokenError as exc:
         return pages.render(
             request,
@@ -107,7 +150,7 @@ def confirm(request: Request, token: str) -> HTMLResponse:
             problem="expired" if exc.expired else "invalid",
         )
     with database_of(request).session() as session:
-        result, sub = subscribers.confirm(session, settings, subscriber_id)
+        result, sub = subscribers.confirm(session, settings, signed.subscriber_id, signed.signed_at)
         email = sub.email if sub else ""
     if result is subscribers.ConfirmResult.UNKNOWN:
         return pages.render(request, "link_problem.html", status_code=404, problem="unknown")
