@@ -7,6 +7,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digestmail.content.importer import ArchiveImportError, import_archive
 from digestmail.content.model import Issue
@@ -337,3 +339,67 @@ def test_a_closing_sentence_mentioning_a_privacy_policy_is_kept() -> None:
 def test_missing_volume_quotes_the_first_line_of_the_file() -> None:
     with pytest.raises(ArchiveImportError, match="starts with 'Headlines:'"):
         import_archive("Headlines:\n\n- One\n- Two\n\n- One in detail.\n- Two in detail.\n")
+
+
+# --- properties --------------------------------------------------------------------------
+
+_pieces = st.sampled_from(
+    [
+        "Policy Digest Vol 5.6",
+        "Headlines:",
+        "Details:",
+        "• ",
+        "- ",
+        "* ",
+        "**Bold**",
+        "[link](#)",
+        "![a picture](https://example.org/p.jpg)",
+        "Image source: Navy",
+        "March 3, 2024",
+        "&amp; &#0; &#xD800;",
+        *CHROME,
+    ]
+)
+_archive_text = st.lists(_pieces | st.text(max_size=40), max_size=15).map("\n".join)
+
+
+@settings(max_examples=200)
+@given(text=st.one_of(st.text(max_size=300), _archive_text))
+def test_property_any_text_imports_or_is_refused_with_a_reason(text: str) -> None:
+    try:
+        result = import_archive(text)
+    except ArchiveImportError as exc:
+        assert str(exc)  # refused, saying what is missing
+        return
+    lines = len(result.source.splitlines())
+    assert all(1 <= p.line <= lines and p.message for p in result.check.problems)
+    # What was written is exactly what the checker reads back.
+    assert parse_issue(result.source).problems == result.check.problems
+
+
+_headline = st.text(alphabet="abcdefghijklmnopqrstuvwxyz ", min_size=8, max_size=60).map(
+    lambda t: t.strip().capitalize()
+)
+
+
+@settings(max_examples=100)
+@given(headlines=st.lists(_headline.filter(lambda h: len(h) >= 8), min_size=2, max_size=6))
+def test_property_every_story_of_a_well_formed_archive_is_kept(headlines: list[str]) -> None:
+    details = [f"{h}: {DETAILS[i % len(DETAILS)]}" for i, h in enumerate(headlines)]
+    text = "\n".join(
+        [
+            CHROME[1],
+            "Policy Digest Vol 5.6",
+            "March 3, 2024",
+            "",
+            *(f"• {h}" for h in headlines),
+            "",
+            *(f"• {d}" for d in details),
+            "",
+            ABOUT,
+            CHROME[2],
+        ]
+    )
+    issue = imported(text)
+    assert list(issue.headlines) == [" ".join(h.split()) for h in headlines]
+    assert [item.markdown for item in issue.items] == [" ".join(d.split()) for d in details]

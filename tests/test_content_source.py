@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from digestmail.content.source import IssueSourceError, Problem, load_issue, parse_issue
+from digestmail.config import Settings
+from digestmail.content.source import (
+    SUBJECT_MAX,
+    IssueSourceError,
+    Problem,
+    load_issue,
+    parse_issue,
+)
+from digestmail.models import Issue as StoredIssue
+from digestmail.models import max_length
+from digestmail.render import default_preheader, default_subject, render_issue
+from digestmail.transports.base import TEST_SUBJECT_PREFIX, MessageTemplate, Recipient
+from digestmail.transports.mime import MAX_LINE, build_message
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
 
@@ -288,3 +303,237 @@ def test_load_issue_rejects_non_utf8(tmp_path: Path) -> None:
     path.write_bytes(VALID.encode("utf-8") + b"\n\xff\n")
     with pytest.raises(IssueSourceError, match="not UTF-8"):
         load_issue(path)
+
+
+# --- what can be stored and sent ------------------------------------------------------
+
+
+def issue_source(
+    *,
+    publication: str = "Test Digest",
+    volume: str = "2.10",
+    title: str | None = None,
+    preheader: str | None = None,
+    headlines: tuple[str, ...] = ("First story", "Second story"),
+    extra: str = "",
+) -> str:
+    """An issue with these values, each written as a YAML double-quoted string."""
+    front = [f"publication: {json.dumps(publication)}", f"volume: {json.dumps(volume)}"]
+    if title is not None:
+        front.append(f"title: {json.dumps(title)}")
+    if preheader is not None:
+        front.append(f"preheader: {json.dumps(preheader)}")
+    return "\n".join(
+        [
+            "---",
+            *front,
+            "date: 2024-03-01",
+            extra,
+            "---",
+            "",
+            "## Headlines",
+            "",
+            *(f"- {h}" for h in headlines),
+            "",
+            "## Details",
+            "",
+            *(f"- The story of {h}." for h in headlines),
+            "",
+            "## About",
+            "",
+            "About this digest.",
+            "",
+        ]
+    )
+
+
+_COLUMN = {
+    "publication": max_length(StoredIssue.publication),
+    "volume": max_length(StoredIssue.volume),
+    "title": SUBJECT_MAX,
+    "preheader": max_length(StoredIssue.preheader),
+}
+
+
+@pytest.mark.parametrize("key", list(_COLUMN))
+def test_check_refuses_values_longer_than_their_columns(key: str) -> None:
+    limit = _COLUMN[key]
+    # Non-ASCII letters leave the slug (publication and volume in a-z0-9) short.
+    fits = issue_source(**{key: "日" * limit})  # type: ignore[arg-type]
+    assert errors(fits) == []
+    line, message = only_error(issue_source(**{key: "日" * (limit + 1)}))  # type: ignore[arg-type]
+    assert line == {"publication": 2, "volume": 3, "title": 4, "preheader": 4}[key]
+    assert f"'{key}' is {limit + 1} characters long; at most {limit} fit" in message
+
+
+def test_check_refuses_a_made_up_subject_too_long_for_a_subject() -> None:
+    long = "word " * (SUBJECT_MAX // 5)
+    line, message = only_error(issue_source(headlines=(long, "Second")))
+    assert line == 10 and f"at most {SUBJECT_MAX} fit: add a shorter 'title:'" in message
+    assert errors(issue_source(title="Short", headlines=(long, "Second"))) == []
+
+
+def test_the_longest_subject_check_allows_can_be_sent_as_a_test() -> None:
+    """The limit is the sending rule's: a test send of it builds; one more would not."""
+    room = MAX_LINE - len(f"Subject: {TEST_SUBJECT_PREFIX}\r\n")
+    assert room >= SUBJECT_MAX
+    for length, builds in ((SUBJECT_MAX, True), (room, True), (room + 1, False)):
+        template = MessageTemplate(
+            subject=TEST_SUBJECT_PREFIX + "x" * length, html="<p>x</p>", text="x", from_addr="a@b.c"
+        )
+        try:
+            build_message(template, Recipient("r@example.com"), domain="example.com")
+        except ValueError:
+            assert not builds, length
+        else:
+            assert builds, length
+
+
+def test_check_refuses_a_slug_too_long_or_empty() -> None:
+    line, message = only_error(issue_source(publication="!!!", volume="???"))
+    assert line == 2 and "no web address" in message
+    long = "p" * max_length(StoredIssue.slug)
+    line, message = only_error(issue_source(publication=long))
+    assert line == 2 and f"at most {max_length(StoredIssue.slug)} fit" in message
+
+
+@pytest.mark.parametrize(
+    "old,new,line",
+    [
+        ('volume: "2.10"', 'volume: "2.10\x00"', 3),
+        ("- Second story", "- Second\x00 story", 15),
+        ("About this digest", "About\x00 this digest", 25),
+    ],
+)
+def test_check_refuses_nul_anywhere(old: str, new: str, line: int) -> None:
+    found = errors(VALID.replace(old, new))
+    assert (line, found[0][1]) == found[0] and "NUL" in found[0][1], found
+
+
+@pytest.mark.parametrize("escape", ["\\0", "\\x00", "\\u0000", "\\ud800", "\\ude00\\ud83d"])
+def test_check_refuses_escapes_that_stand_for_nothing_storable(escape: str) -> None:
+    line, message = only_error(VALID.replace("greeting: Hello", f'greeting: "Hi {escape}"'))
+    assert line == 5 and "holds an escape that stands for" in message
+    # A pair written as two escapes is one character, as the writer meant.
+    ok = parse_issue(VALID.replace("greeting: Hello", 'greeting: "Hi \\ud83d\\ude00"'))
+    assert ok.issue is not None and ok.issue.greeting == "Hi 😀"
+
+
+@pytest.mark.parametrize("character", ["\x01", "\x1b", "\x0b"])
+def test_check_refuses_control_characters_the_email_cannot_hold(character: str) -> None:
+    """The MJML compiler reads the HTML part as XML, which has no room for them."""
+    for old, new, line in (
+        ("greeting: Hello", f"greeting: Hel{character}lo", 5),
+        ("greeting: Hello", f'greeting: "Hel\\x{ord(character):02x}lo"', 5),
+        ("- First story", f"- First{character} story", 14),
+    ):
+        found_line, message = only_error(VALID.replace(old, new))
+        assert found_line == line and f"control character (#x{ord(character):04x})" in message
+
+
+@pytest.mark.parametrize("style", ["flow", "block"])
+def test_check_refuses_front_matter_nested_too_deeply(style: str) -> None:
+    if style == "flow":
+        nested = "greeting: " + "[" * 3000 + "]" * 3000
+    else:
+        nested = "greeting:\n" + "".join("  " * i + "-\n" for i in range(1, 3000))
+    line, message = only_error(VALID.replace("greeting: Hello", nested))
+    assert line == (5 if style == "flow" else 5 + 20) and "nested more than" in message
+
+
+def test_check_refuses_per_reader_placeholders_in_the_source() -> None:
+    text = VALID.replace("- First story", "- Hello %%name%%, %%unsubscribe_url:html%%")
+    line, message = only_error(text)
+    assert line == 14 and "%%name%%, %%unsubscribe_url%%" in message
+    assert errors(VALID.replace("- First story", "- Growth of 5%% a year")) == []
+
+
+# --- properties --------------------------------------------------------------------------
+
+
+@settings(max_examples=200)
+@given(text=st.text(max_size=400))
+def test_property_any_text_is_checked_without_raising(text: str) -> None:
+    result = parse_issue(text)
+    lines = max(1, len(text.replace("\r\n", "\n").replace("\r", "\n").splitlines()))
+    for problem in result.problems:
+        assert 1 <= problem.line <= lines and problem.message
+    assert result.ok == (result.issue is not None and not result.errors)
+
+
+_frontmatter = st.sampled_from(["---\n", "---\npublication: x\nvolume: 1\n---\n", ""])
+_markdownish = st.lists(
+    st.sampled_from(["## Headlines", "## Details", "## About", "- item", "text", "", "  - x"])
+    | st.text(max_size=30),
+    max_size=12,
+).map("\n".join)
+
+
+@settings(max_examples=200)
+@given(head=_frontmatter, body=_markdownish)
+def test_property_issue_shaped_text_is_checked_without_raising(head: str, body: str) -> None:
+    result = parse_issue(head + body)
+    assert all(p.line >= 1 and p.message for p in result.problems)
+
+
+_words = st.text(alphabet="abcdefghij ", min_size=1, max_size=40).map(str.strip).filter(bool)
+
+
+@settings(max_examples=200)
+@given(
+    publication=st.text(max_size=250),
+    volume=st.text(max_size=40),
+    title=st.none() | st.text(max_size=350),
+    preheader=st.none() | st.text(max_size=350),
+    headlines=st.lists(_words, min_size=1, max_size=4),
+)
+def test_property_what_check_accepts_fits_and_keeps_every_headline(
+    publication: str,
+    volume: str,
+    title: str | None,
+    preheader: str | None,
+    headlines: list[str],
+) -> None:
+    text = issue_source(
+        publication=publication,
+        volume=volume,
+        title=title,
+        preheader=preheader,
+        headlines=tuple(headlines),
+    )
+    result = parse_issue(text)
+    assert all(1 <= p.line <= len(text.splitlines()) for p in result.problems)
+    issue = result.issue
+    if issue is None:
+        assert result.errors  # refused: it says why, and where
+        return
+    assert list(issue.headlines) == [" ".join(h.split()) for h in headlines]
+    assert 0 < len(issue.slug) <= max_length(StoredIssue.slug)
+    assert len(issue.publication) <= max_length(StoredIssue.publication)
+    assert len(issue.volume) <= max_length(StoredIssue.volume)
+    assert len(default_subject(issue)) <= SUBJECT_MAX
+    assert len(default_preheader(issue)) <= max_length(StoredIssue.preheader)
+    for value in (issue.publication, issue.volume, issue.title or "", issue.preheader or ""):
+        value.encode("utf-8")  # no lone surrogates
+        assert "\x00" not in value
+
+
+_line = st.text(min_size=1, max_size=60).map(lambda t: " ".join(t.split()) or "x")
+
+
+@settings(max_examples=60)
+@given(
+    title=st.none() | st.text(max_size=60),
+    greeting=st.text(max_size=40),
+    headlines=st.lists(_line, min_size=1, max_size=3),
+)
+def test_property_what_check_accepts_renders(
+    title: str | None, greeting: str, headlines: list[str]
+) -> None:
+    text = issue_source(
+        title=title, headlines=tuple(headlines), extra=f"greeting: {json.dumps(greeting)}"
+    )
+    result = parse_issue(text)
+    if result.issue is not None:
+        rendered = render_issue(result.issue, Settings(secret_key="property-test-key"))
+        assert rendered.subject and rendered.html

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from digestmail.config import Settings
-from digestmail.content.source import IssueSourceError
+from digestmail.content.source import SUBJECT_MAX, IssueSourceError, parse_issue
 from digestmail.db import Database
 from digestmail.issues import IssueStoreError, add_issue, get_issue, list_issues
-from digestmail.models import IssueStatus
+from digestmail.models import Issue as StoredIssue
+from digestmail.models import IssueStatus, max_length
 from tests.campaign_helpers import ISSUE_FILE
+from tests.test_content_source import issue_source
 
 
 def _variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
@@ -84,3 +88,59 @@ def test_list_is_newest_first(database: Database, settings: Settings, tmp_path: 
     add_issue(database, settings, newer)
 
     assert [i.volume for i in list_issues(database)] == ["9.2", "9.1"]
+
+
+def test_issue_add_stores_values_at_every_limit(
+    database: Database, settings: Settings, tmp_path: Path
+) -> None:
+    """What check accepts, PostgreSQL stores: every column filled to its size."""
+    slug_max = max_length(StoredIssue.slug)
+    cases = [
+        {
+            "publication": "日" * max_length(StoredIssue.publication),
+            "volume": "9" * max_length(StoredIssue.volume),
+            "title": "T" * SUBJECT_MAX,
+            "preheader": "P" * max_length(StoredIssue.preheader),
+        },
+        {"publication": "p" * (slug_max - 5), "volume": "9.10"},  # slug at its limit
+    ]
+    for i, values in enumerate(cases):
+        path = tmp_path / f"limits-{i}.md"
+        path.write_text(issue_source(**values), encoding="utf-8")
+        issue = add_issue(database, settings, path)
+        stored = get_issue(database, issue.slug)
+        assert stored is not None
+        for key, value in values.items():
+            assert getattr(stored, key) == value
+    assert len(cases[1]["publication"]) + 5 == slug_max
+
+
+@settings(
+    max_examples=20,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    publication=st.text(max_size=210),
+    volume=st.text(max_size=36),
+    title=st.none() | st.text(max_size=310),
+    preheader=st.none() | st.text(max_size=310),
+)
+def test_property_issue_add_stores_everything_check_accepts(
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    publication: str,
+    volume: str,
+    title: str | None,
+    preheader: str | None,
+) -> None:
+    text = issue_source(publication=publication, volume=volume, title=title, preheader=preheader)
+    result = parse_issue(text)
+    if result.issue is None:
+        assert result.errors
+        return
+    path = tmp_path / "issue.md"
+    path.write_text(text, encoding="utf-8")
+    stored = add_issue(database, settings, path)
+    assert (stored.publication, stored.volume) == (result.issue.publication, result.issue.volume)
+    assert get_issue(database, result.issue.slug) is not None

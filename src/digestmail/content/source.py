@@ -42,6 +42,12 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from digestmail.content.model import HeroImage, Issue, Item
+from digestmail.models import Issue as StoredIssue
+from digestmail.models import max_length
+from digestmail.placeholders import Template
+from digestmail.render import default_preheader, default_subject
+from digestmail.transports.base import TEST_SUBJECT_PREFIX
+from digestmail.transports.mime import MAX_LINE
 
 Severity = Literal["error", "warning"]
 
@@ -65,6 +71,20 @@ _YAML_NULL = "tag:yaml.org,2002:null"
 _BOUNDARY = re.compile(r"^-{3,}[ \t]*$", re.MULTILINE)
 _LANG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _BROKEN_LINK_RE = re.compile(r"\]\s*\(|\]\s+\(")
+# The longest subject (and so title) an issue may have: what its columns hold, and
+# what fits on one Subject header line of a test send, prefix included.
+SUBJECT_MAX = min(
+    max_length(StoredIssue.subject),
+    max_length(StoredIssue.title),
+    MAX_LINE - len(f"Subject: {TEST_SUBJECT_PREFIX}\r\n"),
+)
+# Characters no issue can hold: PostgreSQL stores no NUL, the HTML part is XML to the
+# MJML compiler (no other C0 control but tab and newlines), and a lone surrogate is no
+# character at all.
+_UNUSABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Front matter is 'name: value' lines and hero's indented fields; anything nested much
+# deeper is a mistake, and thousands of levels would exhaust the YAML reader's stack.
+_MAX_NESTING = 20
 _QUOTE_HINT = (
     " (if a value contains ': ' or starts with a quote mark, put the whole value in double quotes)"
 )
@@ -145,6 +165,7 @@ def parse_issue(text: str, *, path: str | None = None) -> ParseResult:
 class _Body:
     headlines: list[str] | None = None
     headlines_line: int = 0
+    first_headline_line: int = 0
     items: list[Item] | None = None
     details_line: int = 0
     about: str | None = None
@@ -165,6 +186,7 @@ class _Parser:
         self.problems.append(Problem(max(1, min(line, self.n_lines)), "warning", message))
 
     def run(self) -> ParseResult:
+        self._characters()
         front, front_start, body, body_start = self._split()
         fields = self._front_matter(front, front_start) if front is not None else None
         parsed = self._body(body, body_start) if body is not None else _Body()
@@ -173,6 +195,21 @@ class _Parser:
         if any(p.severity == "error" for p in self.problems):
             issue = None
         return ParseResult(issue, self.problems)
+
+    def _characters(self) -> None:
+        """What no field may hold, wherever it is: control characters, per-reader tokens."""
+        for number, line in enumerate(self.text.split("\n"), start=1):
+            found = _UNUSABLE.search(line)
+            if found:
+                self.error(number, f"this line holds {_unusable(found.group())}")
+            fields = Template.parse(line).fields
+            if fields:
+                shown = ", ".join(f"%%{name}%%" for name in sorted(fields))
+                self.error(
+                    number,
+                    f"{shown} is filled in for each reader by the email template and cannot "
+                    "be written into an issue; remove it",
+                )
 
     # front matter ------------------------------------------------------------------
 
@@ -198,7 +235,20 @@ class _Parser:
         return front, 2, body, body_start
 
     def _front_matter(self, front: str, start: int) -> dict[str, object] | None:
-        loader = yaml.SafeLoader(front)
+        if self._nested_too_deeply(front, start):
+            return None
+        try:
+            loader = yaml.SafeLoader(front)
+        except yaml.reader.ReaderError as exc:
+            # PyYAML refuses control characters up front, before any mark exists.
+            line = start + front.count("\n", 0, max(0, exc.position))
+            if not _UNUSABLE.match(chr(exc.character)):  # else reported with its line already
+                self.error(
+                    line,
+                    f"the front matter holds a control character (#x{exc.character:04x}) "
+                    "that is not allowed there; delete it",
+                )
+            return None
         try:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
@@ -226,6 +276,27 @@ class _Parser:
             )
             return None
         return self._fields(node, start)
+
+    def _nested_too_deeply(self, front: str, start: int) -> bool:
+        """Refuse absurd nesting before building the tree (which recurses per level)."""
+        depth = 0
+        try:
+            for event in yaml.parse(front, Loader=yaml.SafeLoader):
+                if isinstance(event, yaml.CollectionStartEvent):
+                    depth += 1
+                    if depth > _MAX_NESTING:
+                        mark = event.start_mark
+                        self.error(
+                            start + (mark.line if mark else 0),
+                            f"the front matter is nested more than {_MAX_NESTING} levels deep; "
+                            "it holds 'name: value' lines, and hero's fields indented below it",
+                        )
+                        return True
+                elif isinstance(event, yaml.CollectionEndEvent):
+                    depth -= 1
+        except yaml.YAMLError:
+            return False  # reported, with its line, when the tree is built
+        return False
 
     def _fields(self, node: yaml.MappingNode, start: int) -> dict[str, object]:
         values: dict[str, object] = {}
@@ -258,6 +329,13 @@ class _Parser:
         if node.tag == _YAML_NULL:
             return None
         value = str(node.value).strip()
+        # YAML escapes in double quotes can spell what no file holds: "\0" is a NUL,
+        # and "\ud83d\ude00" two halves of one character, which belong together.
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+        found = _UNUSABLE.search(value)
+        if found:
+            self.error(line, f"'{key}' holds an escape that stands for {_unusable(found.group())}")
+            return None
         return value or None
 
     def _hero(self, node: yaml.Node, line: int, start: int) -> dict[str, tuple[str | None, int]]:
@@ -397,6 +475,8 @@ class _Parser:
                 if inline is not None:
                     self._inline(inline, item_line)
                 assert result.headlines is not None
+                if not result.headlines:
+                    result.first_headline_line = item_line
                 result.headlines.append(text)
             else:
                 if not text:
@@ -558,7 +638,7 @@ class _Parser:
             self.error(line_of.get("lang", top), f"lang '{lang}' is not a language code like 'en'")
         if publication is None or volume is None or body.headlines is None:
             return None
-        return Issue(
+        issue = Issue(
             publication=publication,
             volume=volume,
             date=when,
@@ -572,6 +652,59 @@ class _Parser:
             about=body.about,
             lang=lang,
         )
+        self._check_fits(issue, line_of, body)
+        return issue
+
+    def _check_fits(self, issue: Issue, line_of: dict[str, int], body: _Body) -> None:
+        """What the database and the mail headers can hold (PostgreSQL refuses more).
+
+        The limits are the columns' own sizes (``models.Issue``), so a check that
+        passes is an issue that ``issue add`` can store and a campaign can send.
+        """
+        top = 1
+        too_long: set[str] = set()
+        for key, value, limit in (
+            ("publication", issue.publication, max_length(StoredIssue.publication)),
+            ("volume", issue.volume, max_length(StoredIssue.volume)),
+            ("title", issue.title, SUBJECT_MAX),
+            ("preheader", issue.preheader, max_length(StoredIssue.preheader)),
+        ):
+            if value is not None and len(value) > limit:
+                too_long.add(key)
+                self.error(
+                    line_of.get(key, top),
+                    f"'{key}' is {len(value)} characters long; at most {limit} fit",
+                )
+        slug, slug_line = issue.slug, line_of.get("publication", top)
+        if not slug:
+            self.error(
+                slug_line,
+                "publication and volume give the issue no web address: together they need "
+                "at least one letter (a–z) or digit",
+            )
+        elif len(slug) > max_length(StoredIssue.slug):
+            self.error(
+                slug_line,
+                f"publication and volume make a web address (slug) of {len(slug)} "
+                f"characters; at most {max_length(StoredIssue.slug)} fit: shorten them",
+            )
+        if not too_long & {"title", "publication", "volume"}:
+            subject = default_subject(issue)  # the title, or made of these and a headline
+            if len(subject) > SUBJECT_MAX:
+                self.error(
+                    body.first_headline_line or top,
+                    "the subject made from publication, volume and the first headline is "
+                    f"{len(subject)} characters long; at most {SUBJECT_MAX} fit: add a shorter "
+                    "'title:'",
+                )
+        if "preheader" not in too_long:
+            preheader = default_preheader(issue)
+            if len(preheader) > max_length(StoredIssue.preheader):
+                self.error(
+                    line_of.get("preheader", top),
+                    f"the preheader is {len(preheader)} characters long; at most "
+                    f"{max_length(StoredIssue.preheader)} fit: add a shorter 'preheader:'",
+                )
 
     def _date(self, value: str | None, line: int) -> date | None:
         if value is None:
@@ -619,6 +752,17 @@ class _Parser:
             self.error(line, f"{what} '{url}' is not a full web address starting with https://")
         elif parts.scheme == "http":
             self.warn(line, f"{what} uses http://; mail programs may block it, use https://")
+
+
+def _unusable(character: str) -> str:
+    """The problem with one character of ``_UNUSABLE``, in words."""
+    if character == "\x00":
+        what = "a NUL character (a zero byte)"
+    elif "\ud800" <= character <= "\udfff":
+        what = "half a character (a lone surrogate)"
+    else:
+        what = f"a control character (#x{ord(character):04x})"
+    return f"{what}, which cannot be stored or sent; delete it (it may be invisible)"
 
 
 def _matching_close(tokens: list[Token], i: int) -> int:

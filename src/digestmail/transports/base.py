@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# What a test send puts before the issue's subject; ``issue check`` counts it in.
+TEST_SUBJECT_PREFIX = "[TEST] "
+
 
 @dataclass(frozen=True)
 class MessageTemplate:

@@ -34,8 +34,8 @@ CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
 # RFC 2045: encoded lines are at most 76 characters; leave room for the "=".
 _QP_LINE = 75
-# RFC 5322: a line is at most 998 characters.
-_MAX_LINE = 998
+# RFC 5322: a line is at most 998 characters (``issue check`` keeps subjects within it).
+MAX_LINE = 998
 # utf-8 bytes per RFC 2047 encoded word: base64 of 45 bytes is 60 characters, plus
 # "=?utf-8?b?" and "?=" keeps each word under the 75-character limit.
 _EW_BYTES = 45
@@ -119,8 +119,8 @@ def _unstructured(name: str, value: str) -> bytes:
     value = _one_line(value)
     if value.isascii():
         line = f"{name}: {value}\r\n"
-        if len(line) > _MAX_LINE:
-            raise ValueError(f"the {name} header is longer than {_MAX_LINE} characters")
+        if len(line) > MAX_LINE:
+            raise ValueError(f"the {name} header is longer than {MAX_LINE} characters")
         return line.encode("ascii")
     return f"{name}: {encode_words(value)}\r\n".encode("ascii")
 
