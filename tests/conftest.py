@@ -12,14 +12,17 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 from playwright.sync_api import Browser
+from pydantic import SecretStr
 
 from digestmail.config import Settings, reset_settings_cache
 from digestmail.db import Database
 from digestmail.migrate import upgrade
+from tests.liveserver import serve
 from tests.pgcluster import Cluster, PostgresUnavailable, start_cluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -174,3 +177,21 @@ def settings(db_url: str) -> Settings:
     """Settings as the process would read them, pointing at this test's database."""
     reset_settings_cache()
     return Settings()
+
+
+# --- the inbound mail hook ----------------------------------------------------------
+
+INBOUND_TOKEN = "inbound-secret-0123456789"
+
+
+@pytest.fixture
+def inbound_settings(settings: Settings) -> Settings:
+    """Settings with the Inbound Parse hook open (its token set)."""
+    return settings.model_copy(update={"inbound_token": SecretStr(INBOUND_TOKEN)})
+
+
+@pytest.fixture
+def inbound_client(inbound_settings: Settings) -> Iterator[httpx.Client]:
+    """An HTTP client of the real app, served by uvicorn, with the hook open."""
+    with serve(inbound_settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client

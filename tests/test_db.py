@@ -30,3 +30,54 @@ def test_sqlite_pragmas(sqlite_url: str) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
     db.dispose()
+
+
+def test_migration_0002_keeps_what_0001_stored(database: Database) -> None:
+    """Down to 0001 and up again, with rows in between: nothing is lost or unlinked."""
+    from alembic import command
+
+    from digestmail.migrate import alembic_config
+
+    def migrate(direction: str, revision: str) -> None:
+        cfg = alembic_config(database.url)
+        with database.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, direction)(cfg, revision)
+
+    migrate("downgrade", "0001")
+    assert not sa.inspect(database.engine).has_table("subscription_requests")
+    now = "2026-01-02 03:04:05"
+    with database.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO subscribers (id, email, email_key, status, source, soft_bounce_score,"
+            " created_at, updated_at, consent_text) VALUES (7, 'a@example.com',"
+            f" 'a@example.com', 'active', 'form', 0, '{now}', '{now}', 'yes please')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO issues (id, slug, publication, volume, title, source, subject,"
+            f" preheader, html, text, status, created_at) VALUES (1, 's', 'p', '1', 't', 's',"
+            f" 's', '', 'h', 't', 'sent', '{now}')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO campaigns (id, issue_id, status, transport, is_test, created_at)"
+            f" VALUES (1, 1, 'sent', 'outbox', false, '{now}')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO deliveries (id, campaign_id, subscriber_id, email, state, attempts,"
+            " temp_failures) VALUES (1, 1, 7, 'a@example.com', 'accepted', 1, 0)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO inbound_messages (sender, subject, action, received_at)"
+            f" VALUES ('a@example.com', 'hello', 'none', '{now}')"
+        )
+    migrate("upgrade", "head")
+    with database.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT subscriber_id FROM deliveries").scalar() == 7
+        assert conn.exec_driver_sql("SELECT consent_text FROM subscribers").scalar() == (
+            "yes please"
+        )
+        assert conn.exec_driver_sql("SELECT sender, subject, raw FROM inbound_messages").one() == (
+            "a@example.com",
+            "hello",
+            None,
+        )

@@ -16,17 +16,16 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.inbound import FIELDS, Action, parse_post
 from digestmail.models import InboundMessage, Subscriber, SubscriberSource, SubscriberStatus
-from tests.liveserver import serve
+from tests.conftest import INBOUND_TOKEN
 from tests.webhelpers import outbox_messages
 
-TOKEN = "inbound-secret-0123456789"
+TOKEN = INBOUND_TOKEN
 CONTACT = "digest@example.org"
 HOOK = "/hooks/sendgrid/inbound"
 # Over HTTP, on a shared machine: a handful of examples per property and backend.
@@ -37,14 +36,8 @@ LIVE = settings(
 
 
 @pytest.fixture
-def inbound_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"inbound_token": SecretStr(TOKEN)})
-
-
-@pytest.fixture
-def client(inbound_settings: Settings) -> Iterator[httpx.Client]:
-    with serve(inbound_settings) as url, httpx.Client(base_url=url, timeout=60) as c:
-        yield c
+def client(inbound_client: httpx.Client) -> httpx.Client:
+    return inbound_client
 
 
 @pytest.fixture

@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.models import InboundMessage, Subscriber, SubscriberSource, SubscriberStatus
+from tests.conftest import INBOUND_TOKEN
 from tests.liveserver import serve
 from tests.webhelpers import link_in, outbox_messages
 
-TOKEN = "inbound-secret-0123456789"
+TOKEN = INBOUND_TOKEN
 
 
 @pytest.fixture
-def inbound_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"inbound_token": SecretStr(TOKEN)})
-
-
-@pytest.fixture
-def client(inbound_settings: Settings) -> Iterator[httpx.Client]:
-    with serve(inbound_settings) as url, httpx.Client(base_url=url, timeout=30) as c:
-        yield c
+def client(inbound_client: httpx.Client) -> httpx.Client:
+    return inbound_client
 
 
 def _post(
