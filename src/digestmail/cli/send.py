@@ -330,7 +330,7 @@ def _send_test(db: Database, slug: str, addresses: list[str]) -> None:
             "(open it in a mail program, or see /admin/outbox in the web app)."
         )
     for rej in result.rejected:
-        err_console.print(f"Test to {rej.email} failed: {rej.error}", markup=False)
+        err_console.print(f"Test to {rej.email} failed: {rej.error}")
     if result.rejected:
         raise typer.Exit(1)
 

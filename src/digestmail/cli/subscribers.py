@@ -5,45 +5,23 @@ from __future__ import annotations
 import csv
 import getpass
 import io
-import json
 import sys
-from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import typer
 from rich.table import Table
 
-from digestmail import confirmation, subscribers
+from digestmail import confirmation, listfile, subscribers
 from digestmail.cli.common import console, database, err_console, fail
 from digestmail.config import get_settings
-from digestmail.models import Subscriber, SubscriberStatus
+from digestmail.listfile import ExportFormat
+from digestmail.models import SubscriberStatus
 from digestmail.transports.base import TransportError
 
 app = typer.Typer(
     help="Manage subscribers: add, import, export, remove, list.", no_args_is_help=True
 )
-
-EXPORT_FIELDS = (
-    "id",
-    "email",
-    "name",
-    "status",
-    "source",
-    "created_at",
-    "confirmed_at",
-    "unsubscribed_at",
-    "consent_at",
-    "consent_ip",
-    "consent_by",
-    "consent_text",
-)
-
-
-class ExportFormat(StrEnum):
-    CSV = "csv"
-    JSON = "json"
 
 
 def _staff() -> str:
@@ -65,7 +43,7 @@ def _send_confirmations(people: list[tuple[int, str]]) -> None:
         ) from None
     console.print(f"Sent {len(result.accepted)} confirmation email(s).")
     for rejected in result.rejected:
-        err_console.print(f"[yellow]Not sent[/yellow] to {rejected.email}: {rejected.error}")
+        err_console.print(f"Not sent to {rejected.email}: {rejected.error}")
 
 
 @app.command()
@@ -207,9 +185,7 @@ def import_(
     report.bad = sorted(unreadable + report.bad, key=lambda bad: bad.line)
     for bad in report.bad:
         err_console.print(
-            f"{path.name}, line {bad.line}: skipped {_shown(bad.value)}: {bad.reason}",
-            soft_wrap=True,
-            markup=False,
+            f"{path.name}, line {bad.line}: skipped {_shown(bad.value)}: {bad.reason}"
         )
     summary = (
         ("Added", len(report.added)),
@@ -224,35 +200,9 @@ def import_(
         _send_confirmations(report.added)
 
 
-def _record(sub: Subscriber) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in EXPORT_FIELDS:
-        value = getattr(sub, name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, StrEnum):
-            value = value.value
-        out[name] = value
-    return out
-
-
 def _write_export(out: TextIO, fmt: ExportFormat, status: SubscriberStatus | None) -> int:
-    count = 0
     with database() as db, db.session() as session:
-        if fmt is ExportFormat.CSV:
-            writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
-            writer.writeheader()
-            for sub in subscribers.iter_subscribers(session, status):
-                writer.writerow(_record(sub))
-                count += 1
-        else:
-            out.write("[")
-            for sub in subscribers.iter_subscribers(session, status):
-                out.write(",\n " if count else "\n ")
-                out.write(json.dumps(_record(sub), ensure_ascii=False))
-                count += 1
-            out.write("\n]\n" if count else "]\n")
-    return count
+        return listfile.write_export(out, fmt, subscribers.iter_subscribers(session, status))
 
 
 @app.command()
