@@ -1,8 +1,9 @@
-"""Shared by the campaign tests and the crash test: a list, an issue, the outbox read back."""
+"""Shared by the campaign tests: a list, an issue, the outbox read back, wrapped transports."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -15,6 +16,8 @@ from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.issues import add_issue
 from digestmail.models import Subscriber, utcnow
+from digestmail.transports.base import BatchResult, MessageTemplate, Recipient
+from digestmail.transports.outbox import OutboxTransport
 
 ISSUE_FILE = Path(__file__).parent / "fixtures" / "campaigns" / "issue.md"
 SUBSCRIBERS = cast(Table, Subscriber.__table__)
@@ -63,3 +66,46 @@ def outbox_counts(outbox: Path) -> Counter[str]:
                     counts[parseaddr(line[4:].strip().decode())[1]] += 1
                     break
     return counts
+
+
+Hook = Callable[[int, Sequence[Recipient]], None]
+
+
+class HookedOutbox(OutboxTransport):
+    """The outbox transport, with a hook run before each batch (numbered from 1).
+
+    Where a test must act *while* a batch is in flight (pause, unsubscribe, a provider
+    failure), it wraps the real outbox transport: the campaign code is never faked.
+    """
+
+    def __init__(self, settings: Settings, hook: Hook | None = None) -> None:
+        super().__init__(settings)
+        self.hook = hook
+        self.calls = 0
+
+    def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
+        self.calls += 1
+        if self.hook:
+            self.hook(self.calls, recipients)
+        return super().send_batch(template, recipients)
+
+
+class FailingOutbox(HookedOutbox):
+    """Raises the given errors, one per call, before delivering normally."""
+
+    def __init__(self, settings: Settings, errors: Sequence[BaseException], at: int = 2) -> None:
+        super().__init__(settings)
+        self.errors = list(errors)
+        self.at = at
+
+    def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
+        if self.calls + 1 >= self.at and self.errors:
+            self.calls += 1
+            raise self.errors.pop(0)
+        return super().send_batch(template, recipients)
+
+
+def ledger_states(db: Database, cid: int) -> dict[str, int]:
+    from digestmail import campaigns
+
+    return campaigns.campaign_info(db, cid).counts

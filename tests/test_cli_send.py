@@ -179,3 +179,67 @@ def test_send_test_to_says_plainly_when_the_transport_refuses(
     assert "Test not sent: SendGrid refused the request (400)" in result.output
     assert "verified Sender Identity" in result.output and "Traceback" not in result.output
     assert "SG.right" not in result.output
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_a_send_refused_while_a_campaign_is_unfinished_says_what_to_type(db: Database) -> None:
+    from digestmail import campaigns
+
+    slug = _add()
+    cid = campaigns.create_campaign(db, Settings(), slug)
+    code, out = _invoke("send", slug, "--yes")
+    assert code == 1
+    assert _one_line(out) == (
+        f"Campaign {cid} of {slug} is scheduled: continue it with "
+        f"`digestmail campaign resume {cid}`, or cancel it with "
+        f"`digestmail campaign cancel {cid}` before starting another."
+    )
+
+
+def _subject_too_long(db: Database, slug: str) -> None:
+    """An issue stored before `issue check` refused such titles (only SQLite holds one)."""
+    from sqlalchemy import update
+
+    from digestmail.campaigns.tables import I
+
+    with db.engine.begin() as conn:
+        conn.execute(update(I).where(I.c.slug == slug).values(subject="T" * 1000))
+
+
+def test_an_issue_that_cannot_be_sent_is_said_in_one_line_by_send_resume_and_test_to(
+    db: Database,
+) -> None:
+    slug = _add()
+    _subject_too_long(db, slug)
+
+    code, out = _invoke("send", slug, "--test-to", "editor@example.org")
+    assert code == 1 and "Traceback" not in out
+    assert _one_line(out).startswith(
+        f"Not sent: issue {slug} cannot be sent as an email: the Subject header is longer "
+        "than 998 characters."
+    )
+    code, out = _invoke("send", slug, "--yes")
+    assert code == 1 and "Traceback" not in out
+    (listed,) = json.loads(_invoke("campaign", "list", "--json")[1])
+    cid = listed["id"]
+    assert listed["status"] == "failed" and listed["error_reason"] == "unbuildable"
+    assert listed["counts"]["claimed"] == 0 and listed["counts"]["pending"] == 12
+    expected = (
+        f"Campaign {cid} failed: issue {slug} cannot be sent as an email: the Subject header "
+        "is longer than 998 characters. Fix the issue file, store it again with "
+        f"`digestmail issue add FILE`, then continue with `digestmail campaign resume {cid}`."
+    )
+    assert expected in _one_line(out)
+    code, out = _invoke("campaign", "resume", str(cid))
+    assert code == 1 and expected in _one_line(out) and "Traceback" not in out
+    code, out = _invoke("campaign", "status", str(cid))
+    assert code == 0 and "cannot be sent as an email" in out
+
+    # Fixed and stored again, the campaign goes out.
+    assert _add() == slug
+    code, out = _invoke("campaign", "resume", str(cid))
+    assert code == 0, out
+    assert outbox_counts(Settings().outbox_dir) == {f"user{i}@example.com": 1 for i in range(12)}

@@ -229,3 +229,60 @@ def test_list_json(settings: Settings) -> None:
     assert [row["email"] for row in json.loads(r.stdout)] == ["x@example.org"]
     r = runner.invoke(app, ["subscribers", "list"])
     assert "y@example.org" in r.output and "pending" in r.output
+
+
+def _insert_named(settings: Settings, names: list[str]) -> None:
+    """Subscribers whose stored names came from the public form, as typed."""
+    db = Database(settings.database_url)
+    with db.session() as s:
+        for i, name in enumerate(names):
+            s.add(
+                Subscriber(
+                    email=f"p{i}@example.org",
+                    email_key=f"p{i}@example.org",
+                    name=name,
+                    status=SubscriberStatus.ACTIVE,
+                    source=SubscriberSource.FORM,
+                )
+            )
+    db.dispose()
+
+
+def test_subscribers_list_prints_names_that_look_like_markup_as_typed(settings: Settings) -> None:
+    names = ["[/bold]", "[link=https://evil.example]Click[/link]", ":smile: [red]x", "\x1b]0;t"]
+    _insert_named(settings, names)
+
+    r = runner.invoke(app, ["subscribers", "list"], env={"COLUMNS": "200"})
+
+    assert r.exit_code == 0, r.output
+    assert r.exception is None
+    for shown in ("[/bold]", "[link=https://evil.example]Click[/link]", ":smile: [red]x"):
+        assert shown in r.output
+    assert "\x1b" not in r.output and "\\x1b]0;t" in r.output  # shown, not obeyed
+    r = runner.invoke(app, ["subscribers", "add", "p0@example.org", "--confirmed"])
+    assert r.exit_code == 0 and "p0@example.org is active" in r.output
+
+
+def test_export_makes_formula_cells_safe_for_spreadsheets(
+    settings: Settings, tmp_path: Path
+) -> None:
+    names = ['=HYPERLINK("https://evil.example","Click")', "+1", "-2", "@SUM(A1)", "\tTab", "Ann"]
+    _insert_named(settings, names)
+    out = tmp_path / "out.csv"
+
+    r = runner.invoke(app, ["subscribers", "export", "-o", str(out)])
+
+    assert r.exit_code == 0, r.output
+    with out.open(newline="", encoding="utf-8") as fh:
+        cells = [row["name"] for row in csv.DictReader(fh)]
+    assert cells == [
+        '\'=HYPERLINK("https://evil.example","Click")',
+        "'+1",
+        "'-2",
+        "'@SUM(A1)",
+        "'\tTab",
+        "Ann",
+    ]
+    # JSON is data for programs, not a spreadsheet: values as stored.
+    r = runner.invoke(app, ["subscribers", "export", "--format", "json"])
+    assert [row["name"] for row in json.loads(r.stdout)] == names

@@ -415,3 +415,39 @@ def test_rendered_issue_is_frozen(render_settings: Settings) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         rendered.subject = "x"  # type: ignore[misc]
     assert rendered.mjml.lstrip().startswith('<mjml lang="en"')
+
+
+def test_names_are_cleaned_by_one_rule_for_the_list_and_the_greeting() -> None:
+    from digestmail.subscribers import clean_name
+
+    kw = {"email": "a@example.org", "unsubscribe_url": "u", "webview_url": "w"}
+    for raw in ("Ann\r\n  Smith\x00", "Ali\u200cReza", "Jo\xadhn \u202eDoe", "x" * 300, "\u2028"):
+        # What the list stores is what the email greets, whichever way the name came in.
+        assert recipient_values(Settings(), name=raw, **kw)["name"] == (clean_name(raw) or "")
+    assert clean_name("Ali\u200cReza") == "Ali\u200cReza"  # Persian names keep their joiner
+    assert clean_name("Jo\xadhn \u202eDoe") == "John Doe"  # invisible formatting goes
+
+
+def test_the_web_page_of_an_issue_greets_an_unknown_reader(render_settings: Settings) -> None:
+    from digestmail.render import web_reader_values
+
+    values = web_reader_values(render_settings, "digest-2-19")
+    assert values == {
+        "name": "",
+        "greeting_name": "Dear reader,",
+        "email": "",
+        "unsubscribe_url": "https://digest.example.org/unsubscribe",
+        "webview_url": "https://digest.example.org/issues/digest-2-19",
+    }
+
+
+@pytest.mark.parametrize("lang", ["en", "ja-JP", "zh-Hant-TW", "en-x-simple", "de-u-co-phonebk"])
+def test_a_language_tag_the_check_accepts_is_one_the_renderer_accepts(
+    render_settings: Settings, lang: str
+) -> None:
+    from digestmail.content.source import parse_issue
+
+    source = EXAMPLE.read_text(encoding="utf-8").replace("lang: en", f"lang: {lang}")
+    result = parse_issue(source)
+    assert result.ok and result.issue is not None, result.problems
+    assert parse(render_issue(result.issue, render_settings).html).get("lang") == lang

@@ -33,6 +33,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, QueryableAttribute, mapped_c
 # ids that arrive from outside (signed links) are checked against it before a lookup.
 MAX_ID = 2**31 - 1
 
+# The largest id an ``Integer`` primary key holds on every backend (PostgreSQL's int4):
+# a number typed by a person beyond it names nothing, and must be answered as such
+# rather than overflow the driver.
+ID_MAX = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -222,6 +227,21 @@ class CampaignStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class StopReason(enum.StrEnum):
+    """Why a sender stopped a campaign short of ``sent``, kept beside the error's detail.
+
+    Data, not words: the CLI and the admin each say what it means and what to do next.
+    """
+
+    REFUSED = "refused"  # the transport refused the batch; trying again cannot help
+    UNCERTAIN = "uncertain"  # the transport could not say whether it took the batch
+    WAIT_TOO_LONG = "wait_too_long"  # the provider asked for a longer pause (Retry-After)
+    KEPT_FAILING = "kept_failing"  # temporary failures outlasted every retry
+    UNBUILDABLE = "unbuildable"  # the issue cannot become a valid message
+    INTERRUPTED = "interrupted"  # the operator stopped the sender
+    UNEXPECTED = "unexpected"  # an error nobody planned for (a bug); the detail names it
+
+
 class Campaign(Base):
     """One sending of one issue. Progress lives in its Delivery rows, not in memory."""
 
@@ -241,7 +261,12 @@ class Campaign(Base):
     # Lease held by the live sender: at most one process sends a campaign at a time.
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]
+    # Why the sender stopped (``error_reason``), the provider's or the check's own words
+    # (``error``), and the facts the reason needs to be explained (``error_data``: the
+    # batch in flight, the wait asked for, the tries made).
+    error_reason: Mapped[StopReason | None] = mapped_column(_enum(StopReason))
     error: Mapped[str | None] = mapped_column(Text)
+    error_data: Mapped[dict[str, Any] | None]
 
     issue: Mapped[Issue] = relationship(back_populates="campaigns")
 

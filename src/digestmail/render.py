@@ -25,10 +25,11 @@ from markdown_it.token import Token
 from markupsafe import Markup
 
 from digestmail.config import Settings
-from digestmail.content.model import Issue
+from digestmail.content.model import LANGUAGE_TAG, Issue
 from digestmail.emailhtml import MJMLError, mjml_to_email_html
 from digestmail.paths import templates_root
 from digestmail.placeholders import token
+from digestmail.subscribers import clean_name
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ GMAIL_CLIP_BYTES = 102 * 1000
 TEXT_WIDTH = 72
 PREHEADER_MAX = 150
 
-_LANG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 _RTL_LANGS = frozenset({"ar", "dv", "fa", "he", "ps", "ur", "yi"})
 _SPACE_RE = re.compile(r"\s+")
 
@@ -182,7 +182,7 @@ def default_preheader(issue: Issue) -> str:
 
 def _language(issue: Issue) -> tuple[str, str]:
     lang = issue.lang.strip() or "en"
-    if not _LANG_RE.match(lang):
+    if not LANGUAGE_TAG.match(lang):
         raise RenderError(f"lang {issue.lang!r} is not a language tag such as 'en' or 'ja-JP'")
     direction = "rtl" if lang.split("-")[0].lower() in _RTL_LANGS else "ltr"
     return lang, direction
@@ -194,14 +194,6 @@ def _language(issue: Issue) -> tuple[str, str]:
 def webview_url(settings: Settings, slug: str) -> str:
     """Where the issue can be read in a browser (the public archive page)."""
     return f"{settings.base_url}/issues/{slug}"
-
-
-def _clean_name(name: str | None) -> str:
-    """A name fit for a salutation: single-spaced, no control characters."""
-    if not name:
-        return ""
-    printable = "".join(ch if ch.isprintable() else " " for ch in name)
-    return _SPACE_RE.sub(" ", printable).strip()
 
 
 def recipient_values(
@@ -218,7 +210,7 @@ def recipient_values(
     the name, "Dear reader," rather than an awkward "Dear ," or the email address.
     """
     del settings  # part of the signature so the salutation can become configurable
-    clean = _clean_name(name)
+    clean = clean_name(name) or ""
     return {
         "name": clean,
         "greeting_name": f"Dear {clean}," if clean else "Dear reader,",
@@ -226,6 +218,26 @@ def recipient_values(
         "unsubscribe_url": unsubscribe_url,
         "webview_url": webview_url,
     }
+
+
+def web_reader_values(settings: Settings, slug: str) -> dict[str, str]:
+    """The placeholder values for the issue's public web page, whose reader is unknown.
+
+    No name and no address; "Unsubscribe" leads to a page explaining that the personal
+    link is in the reader's own email (a web page cannot know whose it is).
+    """
+    return recipient_values(
+        settings,
+        name=None,
+        email="",
+        unsubscribe_url=f"{settings.base_url}/unsubscribe",
+        webview_url=webview_url(settings, slug),
+    )
+
+
+def unsubscribe_mailto(settings: Settings) -> str:
+    """The mailto: half of List-Unsubscribe: a message to the contact address says it."""
+    return f"mailto:{settings.contact_address}?subject=unsubscribe"
 
 
 # --- HTML --------------------------------------------------------------------------

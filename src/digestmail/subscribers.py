@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +56,10 @@ _SUPPRESSION_RANK = {
 }
 
 NAME_MAX = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Unicode categories in names: separators that read as a break, and invisible formats.
+_SPACED = frozenset({"Cc", "Zl", "Zp"})
+_DROPPED = frozenset({"Cf", "Cs"})
+_JOINERS = frozenset({"\u200c", "\u200d"})
 # Bulk statements stay well below SQLite's and psycopg's parameter limits.
 _CHUNK = 1000
 
@@ -139,10 +141,21 @@ def _valid_with_smtputf8(text: str) -> bool:
 
 
 def clean_name(raw: str | None) -> str | None:
-    """A display name without control characters, trimmed to fit its column."""
-    if raw is None:
+    """A name as it is stored and greeted: single-spaced, no invisible characters, fits.
+
+    Control characters and line separators become spaces; other invisible format
+    characters (bidi overrides, soft hyphens) are dropped, except the zero-width
+    joiners that some scripts (Persian, Indic) and emoji need. None when nothing is left.
+    The one rule for names: the list stores what it greets.
+    """
+    if not raw:
         return None
-    name = _CONTROL.sub(" ", unicodedata.normalize("NFC", raw)).strip()
+    name = unicodedata.normalize("NFC", raw)
+    if not name.isprintable():
+        name = "".join(
+            " " if cat in _SPACED else "" if cat in _DROPPED and ch not in _JOINERS else ch
+            for ch, cat in ((ch, unicodedata.category(ch)) for ch in name)
+        )
     name = " ".join(name.split())[:NAME_MAX]
     return name or None
 

@@ -93,7 +93,7 @@ class UnsubscribeLinks:
     a sixth of the per-recipient budget at 10,000/s). Here the key is derived once, the
     HMAC state is copied per token and the timestamp is taken once per batch (``tick``),
     using itsdangerous's own encoders: the tokens are the very strings ``dumps`` makes,
-    which ``tests/test_campaigns.py`` checks.
+    which ``tests/campaigns/test_sender.py`` checks.
     """
 
     def __init__(self, settings: Settings) -> None:

@@ -13,7 +13,7 @@ from digestmail.cli import issue_store as _issue_store  # noqa: F401  (issue add
 from digestmail.cli import send as send_cli
 from digestmail.cli import serve as serve_cli
 from digestmail.cli import subscribers as subscribers_cli
-from digestmail.cli.common import console, err_console, open_database
+from digestmail.cli.common import console, database, err_console
 from digestmail.config import get_settings
 
 app = typer.Typer(
@@ -44,8 +44,8 @@ def init() -> None:
     """Create the database, or upgrade it to the newest schema. Safe to run again."""
     from digestmail.migrate import upgrade
 
-    db = open_database()
-    before, after = upgrade(db.engine)
+    with database() as db:
+        before, after = upgrade(db.engine)
     if before == after:
         console.print(f"Database is up to date (schema {after}).")
     elif before is None:

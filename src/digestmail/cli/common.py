@@ -1,15 +1,64 @@
-"""What every command needs: the console, the settings and the database."""
+"""What every command needs: the consoles, the database, and one way to fail."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
 from rich.console import Console
+from rich.text import Text
 
 from digestmail.config import get_settings
 from digestmail.db import Database
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# C0 and C1 control characters other than newline and tab: a terminal obeys them
+# (colours, titles, hyperlinks, clearing the screen), so stored text never reaches it raw.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def open_database() -> Database:
-    return Database(get_settings().database_url)
+def visible(text: str) -> str:
+    """``text`` with every control character written out (``\\x1b``), not obeyed."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class DataConsole(Console):
+    """A console that prints data as it is.
+
+    What it prints comes from the public (a subscriber named ``[/bold]`` or
+    ``[link=…]``, an issue title) as often as from us, so nothing is read as rich
+    markup, emoji codes or highlighting, and control characters are shown, not sent to
+    the terminal. Table cells go through ``render_str`` too.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(markup=False, emoji=False, highlight=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(visible(text), **kwargs)
+
+
+console = DataConsole()
+err_console = DataConsole(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``message`` on stderr as it is and return the exit to raise.
+
+    ``raise fail(...)``: the one way a command gives up, so that every refusal looks
+    the same and nothing typed by the public is read as markup.
+    """
+    err_console.print(message)
+    return typer.Exit(code)
+
+
+@contextmanager
+def database() -> Iterator[Database]:
+    """The database the settings name, disposed of when the command is done."""
+    db = Database(get_settings().database_url)
+    try:
+        yield db
+    finally:
+        db.dispose()

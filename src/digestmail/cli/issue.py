@@ -3,7 +3,8 @@
 ``import``, ``check`` and ``render`` work on files only (no database); ``add`` and
 ``list`` live in ``cli/issue_store.py`` and register themselves on this group.
 Problems are printed as ``FILE:LINE: severity: message`` with plain ``typer.echo``,
-never through rich, whose markup would swallow the ``[text](url)`` in messages.
+never through rich, whose markup would swallow the ``[text](url)`` in messages; what
+they quote from the file has its control characters written out (``visible``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import typer
 
+from digestmail.cli.common import visible
 from digestmail.content.importer import ArchiveImportError, import_archive
 from digestmail.content.source import ParseResult, Problem, parse_issue
 
@@ -27,18 +29,22 @@ class OutputFormat(StrEnum):
     mjml = "mjml"
 
 
+def _echo(text: str, err: bool = False) -> None:
+    typer.echo(visible(text), err=err)
+
+
 def _read(path: Path) -> str:
     """The file's text, or a clean exit naming what is wrong with it."""
     try:
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
-        typer.echo(f"{path}: error: cannot read the file: {exc.strerror or exc}", err=True)
+        _echo(f"{path}: error: cannot read the file: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from exc
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        typer.echo(f"{path}:{line}: error: the file is not UTF-8 text; save it as UTF-8", err=True)
+        _echo(f"{path}:{line}: error: the file is not UTF-8 text; save it as UTF-8", err=True)
         raise typer.Exit(1) from exc
 
 
@@ -48,19 +54,19 @@ def _write(text: str, out: Path | None, *, force: bool = True) -> None:
         sys.stdout.flush()
         return
     if out.exists() and not force:
-        typer.echo(f"{out}: error: the file exists; use --force to replace it", err=True)
+        _echo(f"{out}: error: the file exists; use --force to replace it", err=True)
         raise typer.Exit(1)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
-        typer.echo(f"{out}: error: cannot write the file: {exc.strerror or exc}", err=True)
+        _echo(f"{out}: error: cannot write the file: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from exc
 
 
 def _report(name: str, problems: list[Problem], *, err: bool = False) -> None:
     for problem in problems:
-        typer.echo(problem.format(name), err=err)
+        _echo(problem.format(name), err=err)
 
 
 def _parse_date(value: str | None) -> date | None:
@@ -97,15 +103,15 @@ def import_(
     try:
         result = import_archive(text, date=when, publication=publication)
     except ArchiveImportError as exc:
-        typer.echo(f"{src}: error: {exc}", err=True)
+        _echo(f"{src}: error: {exc}", err=True)
         raise typer.Exit(1) from exc
     _write(result.source, out, force=force)
     for note in result.notes:
-        typer.echo(f"{src}: note: {note}", err=True)
+        _echo(f"{src}: note: {note}", err=True)
     target = str(out) if out is not None and str(out) != "-" else "<stdout>"
     _report(target, result.check.problems, err=True)
     if result.check.errors:
-        typer.echo(f"{target}: the imported issue has errors; fix them before use", err=True)
+        _echo(f"{target}: the imported issue has errors; fix them before use", err=True)
         raise typer.Exit(1)
 
 
@@ -119,9 +125,9 @@ def check(file: Path = typer.Argument(..., help="The issue source file (.md)."))
         "s" if warnings != 1 else ""
     )
     if not result.ok:
-        typer.echo(f"{file}: not usable ({summary})", err=True)
+        _echo(f"{file}: not usable ({summary})", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{file}: ok ({summary})", err=True)
+    _echo(f"{file}: ok ({summary})", err=True)
 
 
 @app.command()
@@ -139,14 +145,14 @@ def render(
     result: ParseResult = parse_issue(_read(file), path=str(file))
     if not result.ok or result.issue is None:
         _report(str(file), result.errors, err=True)
-        typer.echo(f"{file}: not rendered: fix the errors above first", err=True)
+        _echo(f"{file}: not rendered: fix the errors above first", err=True)
         raise typer.Exit(1)
     _report(str(file), result.warnings, err=True)
     try:
         rendered = render_issue(result.issue, get_settings())
     except RenderError as exc:
-        typer.echo(f"{file}: error: cannot render: {exc}", err=True)
+        _echo(f"{file}: error: cannot render: {exc}", err=True)
         raise typer.Exit(1) from exc
     _write(getattr(rendered, fmt.value), out)
     if out is not None and str(out) != "-":
-        typer.echo(f"{file}: wrote {fmt.value} to {out}", err=True)
+        _echo(f"{file}: wrote {fmt.value} to {out}", err=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from digestmail.cli.common import console, err_console, open_database
+from digestmail.cli.common import console, database, fail
 from digestmail.cli.issue import app
 from digestmail.config import get_settings
 from digestmail.content.source import IssueSourceError
@@ -24,18 +24,13 @@ def add(
     ready: bool = typer.Option(False, "--ready", help="Mark it ready to send (else a draft)."),
 ) -> None:
     """Check, render and store an issue; prints its slug. A file with problems is refused."""
-    db = open_database()
-    try:
-        issue = add_issue(db, get_settings(), file, ready=ready)
-    except IssueSourceError as exc:
-        # Plain text: the problems quote Markdown such as [text](url), which rich would eat.
-        err_console.print(f"Not added. {exc}", markup=False)
-        raise typer.Exit(1) from exc
-    except IssueStoreError as exc:
-        err_console.print(f"Not added: {exc}", markup=False)
-        raise typer.Exit(1) from exc
-    finally:
-        db.dispose()
+    with database() as db:
+        try:
+            issue = add_issue(db, get_settings(), file, ready=ready)
+        except IssueSourceError as exc:
+            raise fail(f"Not added. {exc}") from exc
+        except IssueStoreError as exc:
+            raise fail(f"Not added: {exc}") from exc
     typer.echo(issue.slug)
 
 
@@ -44,11 +39,8 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """The stored issues, newest first: slug, volume, title, date and state."""
-    db = open_database()
-    try:
+    with database() as db:
         issues = list_issues(db)
-    finally:
-        db.dispose()
     if as_json:
         typer.echo(
             json.dumps(

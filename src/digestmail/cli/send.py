@@ -1,7 +1,9 @@
 """``digestmail send`` and ``digestmail campaign …``: sending an issue and steering it.
 
 The work itself is in ``digestmail.campaigns`` (the scheduler calls the same code);
-this module only asks, shows progress and reports.
+this module asks, shows progress, and turns what the campaign code reports (errors
+and stop reasons carrying ids, statuses and facts) into sentences with the command
+to type next.
 """
 
 from __future__ import annotations
@@ -15,12 +17,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from digestmail import campaigns
-from digestmail.campaigns import CampaignError, CampaignInfo, SendProgress
-from digestmail.cli.common import console, err_console, open_database
+from digestmail.campaigns import (
+    CampaignError,
+    CampaignExists,
+    CampaignInfo,
+    CampaignNotFound,
+    IssueNotFound,
+    LeaseHeld,
+    LeaseLost,
+    MessageNotBuilt,
+    SendProgress,
+    WrongStatus,
+)
+from digestmail.cli.common import console, database, err_console, fail
 from digestmail.config import get_settings
 from digestmail.db import Database
 from digestmail.issues import get_issue
-from digestmail.models import CampaignStatus
+from digestmail.models import CampaignStatus, StopReason
 from digestmail.subscribers import InvalidAddress, normalize
 from digestmail.transports.base import TransportError
 
@@ -30,17 +43,132 @@ campaign_app = typer.Typer(
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(message, markup=False)
-    return typer.Exit(1)
-
-
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
 
 
 def _short(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _resume(cid: int | None) -> str:
+    return f"`digestmail campaign resume {cid}`"
+
+
+# --- the campaign code's facts, in words ------------------------------------------------
+
+
+def _not_built(slug: str, reason: str) -> str:
+    return f"issue {slug} cannot be sent as an email: {reason}"
+
+
+def campaign_problem(exc: CampaignError) -> str:
+    """One line for a refusal of the campaign code, with what to do next."""
+    if isinstance(exc, CampaignNotFound):
+        return f"There is no campaign {exc.campaign_id}; `digestmail campaign list` shows them."
+    if isinstance(exc, IssueNotFound):
+        return (
+            f"There is no issue {exc.slug!r}; `digestmail issue list` shows them "
+            "(add one with `digestmail issue add FILE`)."
+        )
+    if isinstance(exc, CampaignExists):
+        cid = exc.campaign_id
+        if exc.unfinished and exc.status is not None:
+            return (
+                f"Campaign {cid} of {exc.slug} is {exc.status.value}: continue it with "
+                f"{_resume(cid)}, or cancel it with `digestmail campaign cancel {cid}` "
+                "before starting another."
+            )
+        if exc.failed:
+            return (
+                f"Campaign {cid} of {exc.slug} is failed: continue it with {_resume(cid)}, "
+                "or pass --again to start another campaign to every active subscriber."
+            )
+        when = ""
+        if cid is not None and exc.status is not None:
+            done = f", {exc.finished_at:%Y-%m-%d %H:%M} UTC" if exc.finished_at else ""
+            when = f" (campaign {cid}, {exc.status.value}{done})"
+        return (
+            f"{exc.slug} was already sent{when}; pass --again to send it to every active "
+            "subscriber once more."
+        )
+    if isinstance(exc, WrongStatus):
+        hint = f" (use {_resume(exc.campaign_id)} to continue it)" if exc.resumable else ""
+        return f"Campaign {exc.campaign_id} is {exc.status.value}{hint}."
+    if isinstance(exc, LeaseHeld):
+        until = f" (lease until {exc.expires_at:%Y-%m-%d %H:%M:%S} UTC)" if exc.expires_at else ""
+        return (
+            f"Campaign {exc.campaign_id} is being sent by {exc.owner}{until}; if that process "
+            "is dead, try again once the lease has expired."
+        )
+    if isinstance(exc, LeaseLost):
+        return (
+            f"Stopped sending campaign {exc.campaign_id}: this sender's lease ran out and "
+            "another sender has taken it over."
+        )
+    if isinstance(exc, MessageNotBuilt):
+        if exc.campaign_id is None:
+            return (
+                f"Not sent: {_not_built(exc.slug, exc.reason)}. Fix the issue file, store it "
+                "again with `digestmail issue add FILE`, and send the test again."
+            )
+        return (
+            f"Campaign {exc.campaign_id} failed: {_not_built(exc.slug, exc.reason)}. Fix the "
+            "issue file, store it again with `digestmail issue add FILE`, then continue with "
+            f"{_resume(exc.campaign_id)}."
+        )
+    return str(exc)
+
+
+def stop_explained(info: CampaignInfo) -> str | None:
+    """Why the campaign's last sender stopped short of sent, and what to do; None if it
+    did not (or the campaign has no error)."""
+    facts = info.error_data
+    detail = info.error or ""
+    cid = info.id
+    match info.error_reason:
+        case None:
+            return info.error  # recorded before reasons were kept: the words as they were
+        case StopReason.REFUSED:
+            return f"{detail}. Fix the cause, then continue with {_resume(cid)}."
+        case StopReason.KEPT_FAILING:
+            return (
+                f"the {facts.get('transport', info.transport)} transport kept failing "
+                f"({facts.get('tries', '?')} tries): {detail}. Continue with {_resume(cid)} "
+                "once it works again."
+            )
+        case StopReason.WAIT_TOO_LONG:
+            until = facts.get("until")
+            when = ""
+            if until:
+                when = f", until {datetime.fromisoformat(until):%Y-%m-%d %H:%M} UTC"
+            return (
+                f"the {facts.get('transport', info.transport)} transport asked to wait "
+                f"{float(facts.get('wait_seconds', 0)):.0f} s (Retry-After{when}) before "
+                f"sending more: {detail}. Resume it after that with {_resume(cid)}."
+            )
+        case StopReason.UNCERTAIN:
+            n = facts.get("recipients", info.in_flight_unknown)
+            batch = f" (batch {facts['batch']})" if "batch" in facts else ""
+            return (
+                f"{detail}. {n} recipients{batch} may or may not have received the issue; "
+                f"{_resume(cid)} sends it to them again (some may get it twice)."
+            )
+        case StopReason.UNBUILDABLE:
+            return (
+                f"{_not_built(info.issue_slug, detail)}. Fix the issue file, store it again "
+                f"with `digestmail issue add FILE`, then continue with {_resume(cid)}."
+            )
+        case StopReason.INTERRUPTED:
+            return f"interrupted by the operator. Continue with {_resume(cid)}."
+        case StopReason.UNEXPECTED:
+            return (
+                f"stopped by an unexpected error: {detail}. Continue with {_resume(cid)} "
+                "once the cause is fixed."
+            )
+
+
+# --- sending ---------------------------------------------------------------------------
 
 
 def _run(db: Database, campaign_id: int, *, resume: bool) -> CampaignInfo:
@@ -76,35 +204,29 @@ def _run(db: Database, campaign_id: int, *, resume: bool) -> CampaignInfo:
             )
 
         try:
-            info = campaigns.run_campaign(
+            return campaigns.run_campaign(
                 db, settings, campaign_id, resume=resume, on_progress=show
             )
         except TransportError as exc:
-            info = campaigns.campaign_info(db, campaign_id)
+            # The sender stopped the campaign and recorded why: say it from the record.
             bar.stop()
-            error = info.error or str(exc)
-            hint = (
-                ""
-                if "campaign resume" in error
-                else "\nFix the cause, then continue with "
-                f"`digestmail campaign resume {campaign_id}`."
-            )
-            raise _fail(f"Campaign {campaign_id} is {info.status}: {error}{hint}") from exc
+            info = campaigns.campaign_info(db, campaign_id)
+            why = stop_explained(info) or str(exc)
+            raise fail(f"Campaign {campaign_id} is {info.status.value}: {why}") from exc
         except CampaignError as exc:
             bar.stop()
-            raise _fail(str(exc)) from exc
-    return info
+            raise fail(campaign_problem(exc)) from exc
 
 
 def _report(info: CampaignInfo) -> None:
     c = info.counts
     console.print(
-        f"Campaign {info.id} ({info.issue_slug}) is {info.status}: "
+        f"Campaign {info.id} ({info.issue_slug}) is {info.status.value}: "
         f"{c['accepted']} sent, {c['rejected']} failed, {c['skipped']} skipped, "
         f"{c['pending'] + c['claimed']} not sent yet."
     )
     for line in _temporary_lines(info):
-        console.print(line, markup=False)
+        console.print(line)
     if info.resent:
         console.print(
             f"{info.resent} recipients were in flight when an earlier sender stopped and were "
@@ -120,8 +242,8 @@ def _temporary_lines(info: CampaignInfo) -> list[str]:
             f"{info.retrying} recipients failed temporarily and wait for another try"
             + (
                 ""
-                if info.status == "sending"
-                else f" (`digestmail campaign resume {info.id}` tries them again)"
+                if info.status is CampaignStatus.SENDING
+                else f" ({_resume(info.id)} tries them again)"
             )
             + "."
         )
@@ -133,8 +255,7 @@ def _temporary_lines(info: CampaignInfo) -> list[str]:
     if info.in_flight_unknown:
         lines.append(
             f"{info.in_flight_unknown} recipients were in flight when the sender stopped; "
-            f"`digestmail campaign resume {info.id}` sends to them again "
-            "(they may get it twice)."
+            f"{_resume(info.id)} sends to them again (they may get it twice)."
         )
     return lines
 
@@ -151,22 +272,21 @@ def send(
 ) -> None:
     """Send an issue to every active subscriber now (or a test to a few addresses)."""
     settings = get_settings()
-    db = open_database()
-    try:
+    with database() as db:
         issue = get_issue(db, slug)
         if issue is None:
-            raise _fail(f"There is no issue {slug!r}; `digestmail issue list` shows them.")
+            raise fail(campaign_problem(IssueNotFound(slug)))
         if test_to:
             _send_test(db, slug, test_to)
             return
         try:
             campaigns.check_new_campaign(db, slug, again=again)
         except CampaignError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(campaign_problem(exc)) from exc
         audience = campaigns.active_audience_size(db)
         if not yes:
             if not sys.stdin.isatty():
-                raise _fail("Not sending: no terminal to confirm on. Pass --yes to send.")
+                raise fail("Not sending: no terminal to confirm on. Pass --yes to send.")
             where = (
                 f" (outbox: files in {settings.outbox_dir}, nothing leaves this machine)"
                 if settings.transport == "outbox"
@@ -176,17 +296,14 @@ def send(
                 f"Send “{issue.subject}” to {audience} active subscribers "
                 f"through {settings.transport}{where}?"
             ):
-                raise _fail("Not sent.")
+                raise fail("Not sent.")
         try:
             # Checked again, atomically: another `send` may have started meanwhile.
             campaign_id = campaigns.create_campaign(db, settings, slug, again=again)
         except CampaignError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(campaign_problem(exc)) from exc
         console.print(f"Campaign {campaign_id}: sending {slug} to {audience} subscribers.")
-        info = _run(db, campaign_id, resume=False)
-        _report(info)
-    finally:
-        db.dispose()
+        _report(_run(db, campaign_id, resume=False))
 
 
 def _send_test(db: Database, slug: str, addresses: list[str]) -> None:
@@ -197,34 +314,35 @@ def _send_test(db: Database, slug: str, addresses: list[str]) -> None:
         try:
             checked.append(normalize(raw).email)
         except InvalidAddress as exc:
-            raise _fail(f"Not sent: {exc}.") from exc
+            raise fail(f"Not sent: {exc}.") from exc
     try:
         result = campaigns.send_test(db, settings, slug, checked)
     except TransportError as exc:
-        raise _fail(f"Test not sent: {exc}") from exc
+        raise fail(f"Test not sent: {exc}") from exc
+    except CampaignError as exc:
+        raise fail(campaign_problem(exc)) from exc
     for acc in result.accepted:
-        console.print(f"Test sent to {acc.email}.", markup=False)
+        console.print(f"Test sent to {acc.email}.")
     if result.accepted and settings.transport == "outbox":
         # Nothing left the machine: say where to look.
         console.print(
             f"Outbox transport: the message is a .eml file in {settings.outbox_dir.resolve()} "
-            "(open it in a mail program, or see /admin/outbox in the web app).",
-            markup=False,
+            "(open it in a mail program, or see /admin/outbox in the web app)."
         )
     for rej in result.rejected:
-        err_console.print(f"Test to {rej.email} failed: {rej.error}", markup=False)
+        err_console.print(f"Test to {rej.email} failed: {rej.error}")
     if result.rejected:
         raise typer.Exit(1)
+
+
+# --- campaign … --------------------------------------------------------------------------
 
 
 @campaign_app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Campaigns, newest first, with their counts per ledger state."""
-    db = open_database()
-    try:
+    with database() as db:
         infos = campaigns.list_campaigns(db)
-    finally:
-        db.dispose()
     if as_json:
         typer.echo(json.dumps([i.to_json() for i in infos], indent=2))
         return
@@ -238,7 +356,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
         table.add_row(
             str(i.id),
             i.issue_slug,
-            i.status,
+            i.status.value,
             str(c["accepted"]),
             str(c["rejected"]),
             str(c["skipped"]),
@@ -255,23 +373,21 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """One campaign in detail: counts per state, times, errors, recipients sent twice."""
-    db = open_database()
-    try:
-        if campaign_id is None:
-            newest = campaigns.list_campaigns(db, limit=1)
-            if not newest:
-                raise _fail("No campaigns yet.")
-            info = newest[0]
-        else:
-            info = campaigns.campaign_info(db, campaign_id)
-    except CampaignError as exc:
-        raise _fail(str(exc)) from exc
-    finally:
-        db.dispose()
+    with database() as db:
+        try:
+            if campaign_id is None:
+                newest = campaigns.list_campaigns(db, limit=1)
+                if not newest:
+                    raise fail("No campaigns yet.")
+                info = newest[0]
+            else:
+                info = campaigns.campaign_info(db, campaign_id)
+        except CampaignError as exc:
+            raise fail(campaign_problem(exc)) from exc
     if as_json:
         typer.echo(json.dumps(info.to_json(), indent=2))
         return
-    console.print(f"Campaign {info.id}: {info.issue_slug}, {info.status} ({info.transport})")
+    console.print(f"Campaign {info.id}: {info.issue_slug}, {info.status.value} ({info.transport})")
     for label, value in (
         ("Created", _when(info.created_at)),
         ("Started", _when(info.started_at)),
@@ -283,55 +399,50 @@ def status(
     if info.sender_alive:
         console.print(f"  Being sent by {info.lease_owner}.")
     for line in _temporary_lines(info):
-        console.print(f"  {line}", markup=False)
+        console.print(f"  {line}")
     if info.resent:
         console.print(
             f"  {info.resent} recipients were sent to again after a sender stopped mid-batch "
             "(they may have received it twice)."
         )
-    if info.error:
-        console.print(f"  Error: {info.error}", markup=False)
+    why = stop_explained(info)
+    if why:
+        console.print(f"  Error: {why}")
 
 
 @campaign_app.command("pause")
 def pause(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
     """Stop after the batch being sent; `campaign resume` continues where it stopped."""
-    db = open_database()
-    try:
-        campaigns.pause_campaign(db, campaign_id)
-    except CampaignError as exc:
-        raise _fail(str(exc)) from exc
-    finally:
-        db.dispose()
+    with database() as db:
+        try:
+            campaigns.pause_campaign(db, campaign_id)
+        except CampaignError as exc:
+            raise fail(campaign_problem(exc)) from exc
     console.print(f"Campaign {campaign_id} paused (the sender stops after its current batch).")
 
 
 @campaign_app.command("cancel")
 def cancel(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
     """Stop for good after the batch being sent; recipients not reached stay on record."""
-    db = open_database()
-    try:
-        campaigns.cancel_campaign(db, campaign_id)
-    except CampaignError as exc:
-        raise _fail(str(exc)) from exc
-    finally:
-        db.dispose()
+    with database() as db:
+        try:
+            campaigns.cancel_campaign(db, campaign_id)
+        except CampaignError as exc:
+            raise fail(campaign_problem(exc)) from exc
     console.print(f"Campaign {campaign_id} cancelled.")
 
 
 @campaign_app.command("resume")
 def resume(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
     """Continue a paused or failed campaign, or one whose sender died (once its lease expired)."""
-    db = open_database()
-    try:
+    with database() as db:
         try:
-            before = campaigns.campaign_info(db, campaign_id)
+            campaigns.check_resume(db, campaign_id)
+        except WrongStatus as exc:
+            # Said before drawing an empty progress bar.
+            raise fail(
+                f"Campaign {campaign_id} is {exc.status.value}: there is nothing to resume."
+            ) from exc
         except CampaignError as exc:
-            raise _fail(str(exc)) from exc
-        if before.status in (CampaignStatus.SENT.value, CampaignStatus.CANCELLED.value):
-            # Say so before drawing an empty progress bar.
-            raise _fail(f"Campaign {campaign_id} is {before.status}: there is nothing to resume.")
-        info = _run(db, campaign_id, resume=True)
-        _report(info)
-    finally:
-        db.dispose()
+            raise fail(campaign_problem(exc)) from exc
+        _report(_run(db, campaign_id, resume=True))

@@ -7,7 +7,7 @@ import logging
 import typer
 from fastapi import FastAPI
 
-from digestmail.cli.common import console, err_console
+from digestmail.cli.common import console, fail
 from digestmail.config import DEV_SECRET_KEY, Settings, get_settings, is_loopback
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,11 @@ def serve(
     if not is_loopback(host) and settings.secret_key.get_secret_value() == DEV_SECRET_KEY:
         # Reachable from other machines with a public signing key: anyone could
         # forge confirm and unsubscribe links.
-        err_console.print(
+        raise fail(
             f"Refusing to listen on {host} with the built-in DIGESTMAIL_SECRET_KEY: "
             "set it to a long random value first.",
-            markup=False,
+            2,
         )
-        raise typer.Exit(2)
     app = create_app(settings)
     if not no_scheduler:
         attach_scheduler(app, settings)

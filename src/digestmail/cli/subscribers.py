@@ -5,45 +5,23 @@ from __future__ import annotations
 import csv
 import getpass
 import io
-import json
 import sys
-from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import typer
 from rich.table import Table
 
-from digestmail import confirmation, subscribers
-from digestmail.cli.common import console, err_console, open_database
+from digestmail import confirmation, listfile, subscribers
+from digestmail.cli.common import console, database, err_console, fail
 from digestmail.config import get_settings
-from digestmail.models import Subscriber, SubscriberStatus
+from digestmail.listfile import ExportFormat
+from digestmail.models import SubscriberStatus
 from digestmail.transports.base import TransportError
 
 app = typer.Typer(
     help="Manage subscribers: add, import, export, remove, list.", no_args_is_help=True
 )
-
-EXPORT_FIELDS = (
-    "id",
-    "email",
-    "name",
-    "status",
-    "source",
-    "created_at",
-    "confirmed_at",
-    "unsubscribed_at",
-    "consent_at",
-    "consent_ip",
-    "consent_by",
-    "consent_text",
-)
-
-
-class ExportFormat(StrEnum):
-    CSV = "csv"
-    JSON = "json"
 
 
 def _staff() -> str:
@@ -54,23 +32,18 @@ def _staff() -> str:
         return "staff"
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]Error:[/red] {message}", soft_wrap=True)
-    return typer.Exit(code)
-
-
 def _send_confirmations(people: list[tuple[int, str]]) -> None:
     if not people:
         return
     try:
         result = confirmation.send(get_settings(), confirmation.Kind.SUBSCRIBE, people)
     except TransportError as exc:
-        raise _fail(
+        raise fail(
             f"the subscribers are saved as pending, but confirmations were not sent: {exc}"
         ) from None
     console.print(f"Sent {len(result.accepted)} confirmation email(s).")
     for rejected in result.rejected:
-        err_console.print(f"[yellow]Not sent[/yellow] to {rejected.email}: {rejected.error}")
+        err_console.print(f"Not sent to {rejected.email}: {rejected.error}")
 
 
 @app.command()
@@ -88,26 +61,24 @@ def add(
     try:
         address = subscribers.normalize(email)
     except subscribers.InvalidAddress as exc:
-        raise _fail(str(exc), 2) from None
-    db = open_database()
-    try:
-        with db.session() as session:
-            sub, needs_mail = subscribers.add_by_staff(
-                session,
-                address,
-                name=name,
-                confirmed=confirmed,
-                staff=_staff(),
-                settings=get_settings(),
-            )
-            summary = (sub.id, sub.email, sub.status)
-    except subscribers.Erased:
-        raise _fail(
-            f"{address.email} was erased on request; it can only come back by subscribing "
-            "itself (the form or an email), which asks for confirmation."
-        ) from None
-    finally:
-        db.dispose()
+        raise fail(str(exc), 2) from None
+    with database() as db:
+        try:
+            with db.session() as session:
+                sub, needs_mail = subscribers.add_by_staff(
+                    session,
+                    address,
+                    name=name,
+                    confirmed=confirmed,
+                    staff=_staff(),
+                    settings=get_settings(),
+                )
+                summary = (sub.id, sub.email, sub.status)
+        except subscribers.Erased:
+            raise fail(
+                f"{address.email} was erased on request; it can only come back by subscribing "
+                "itself (the form or an email), which asks for confirmation."
+            ) from None
     sub_id, sub_email, status = summary
     if needs_mail:
         _send_confirmations([(sub_id, sub_email)])
@@ -133,7 +104,7 @@ def _read_csv(path: Path) -> tuple[list[subscribers.ImportRow], list[subscribers
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise _fail(
+        raise fail(
             f"{path} is not UTF-8 text: line {line} has bytes that are not UTF-8 "
             f'({exc.reason}). Save it as "CSV UTF-8" and import it again; nothing was '
             "imported.",
@@ -143,13 +114,13 @@ def _read_csv(path: Path) -> tuple[list[subscribers.ImportRow], list[subscribers
     try:
         header = next(reader, None)
     except csv.Error as exc:
-        raise _fail(f"{path}, line 1: the first line is not readable as CSV ({exc})", 2) from None
+        raise fail(f"{path}, line 1: the first line is not readable as CSV ({exc})", 2) from None
     if header is None:
-        raise _fail(f"{path} is empty", 2)
+        raise fail(f"{path} is empty", 2)
     columns = [h.strip().lower() for h in header]
     if "email" not in columns:
         found = ", ".join(repr(h.strip()) for h in header[:10]) or "nothing"
-        raise _fail(
+        raise fail(
             f"{path}: the first line must name the columns, with 'email' among them "
             f"(found {found}); nothing was imported.",
             2,
@@ -202,25 +173,19 @@ def import_(
     Addresses already on the list are left exactly as they are.
     """
     rows, unreadable = _read_csv(path)
-    db = open_database()
-    try:
-        with db.session() as session:
-            report = subscribers.import_rows(
-                session,
-                rows,
-                double_opt_in=double_opt_in,
-                staff=_staff(),
-                source_label=path.name,
-                settings=get_settings(),
-            )
-    finally:
-        db.dispose()
+    with database() as db, db.session() as session:
+        report = subscribers.import_rows(
+            session,
+            rows,
+            double_opt_in=double_opt_in,
+            staff=_staff(),
+            source_label=path.name,
+            settings=get_settings(),
+        )
     report.bad = sorted(unreadable + report.bad, key=lambda bad: bad.line)
     for bad in report.bad:
         err_console.print(
-            f"{path.name}, line {bad.line}: skipped {_shown(bad.value)}: {bad.reason}",
-            soft_wrap=True,
-            markup=False,
+            f"{path.name}, line {bad.line}: skipped {_shown(bad.value)}: {bad.reason}"
         )
     summary = (
         ("Added", len(report.added)),
@@ -235,39 +200,9 @@ def import_(
         _send_confirmations(report.added)
 
 
-def _record(sub: Subscriber) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in EXPORT_FIELDS:
-        value = getattr(sub, name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, StrEnum):
-            value = value.value
-        out[name] = value
-    return out
-
-
 def _write_export(out: TextIO, fmt: ExportFormat, status: SubscriberStatus | None) -> int:
-    db = open_database()
-    count = 0
-    try:
-        with db.session() as session:
-            if fmt is ExportFormat.CSV:
-                writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
-                writer.writeheader()
-                for sub in subscribers.iter_subscribers(session, status):
-                    writer.writerow(_record(sub))
-                    count += 1
-            else:
-                out.write("[")
-                for sub in subscribers.iter_subscribers(session, status):
-                    out.write(",\n " if count else "\n ")
-                    out.write(json.dumps(_record(sub), ensure_ascii=False))
-                    count += 1
-                out.write("\n]\n" if count else "]\n")
-    finally:
-        db.dispose()
-    return count
+    with database() as db, db.session() as session:
+        return listfile.write_export(out, fmt, subscribers.iter_subscribers(session, status))
 
 
 @app.command()
@@ -301,29 +236,25 @@ def remove(
 
     A complaint is kept as it is: it is a stronger record than an unsubscribe.
     """
-    db = open_database()
-    try:
-        with db.session() as session:
-            if erase:
-                existed = subscribers.erase(session, get_settings(), email)
-                message = (
-                    f"Erased {email}: personal data deleted, a hash kept to block re-imports."
-                    if existed
-                    else f"{email} was not on the list; recorded the erasure so imports skip it."
-                )
+    with database() as db, db.session() as session:
+        if erase:
+            existed = subscribers.erase(session, get_settings(), email)
+            message = (
+                f"Erased {email}: personal data deleted, a hash kept to block re-imports."
+                if existed
+                else f"{email} was not on the list; recorded the erasure so imports skip it."
+            )
+        else:
+            sub = subscribers.remove(session, email)
+            if sub is None:
+                raise fail(f"No subscriber with the address {email!r}.")
+            if sub.status is SubscriberStatus.UNSUBSCRIBED:
+                message = f"{sub.email} is unsubscribed and will not be mailed again."
             else:
-                sub = subscribers.remove(session, email)
-                if sub is None:
-                    raise _fail(f"no subscriber with the address {email!r}")
-                if sub.status is SubscriberStatus.UNSUBSCRIBED:
-                    message = f"{sub.email} is unsubscribed and will not be mailed again."
-                else:
-                    message = (
-                        f"{sub.email} stays {sub.status.value} (a stronger record than "
-                        "unsubscribed) and will not be mailed again."
-                    )
-    finally:
-        db.dispose()
+                message = (
+                    f"{sub.email} stays {sub.status.value} (a stronger record than "
+                    "unsubscribed) and will not be mailed again."
+                )
     console.print(message)
 
 
@@ -339,18 +270,14 @@ def list_(
         sys.stdout.write(buffer.getvalue())
         return
     table = Table("id", "email", "name", "status", "source", "since")
-    db = open_database()
-    try:
-        with db.session() as session:
-            for sub in subscribers.iter_subscribers(session, status):
-                table.add_row(
-                    str(sub.id),
-                    sub.email,
-                    sub.name or "",
-                    sub.status.value,
-                    sub.source.value,
-                    sub.created_at.strftime("%Y-%m-%d"),
-                )
-    finally:
-        db.dispose()
+    with database() as db, db.session() as session:
+        for sub in subscribers.iter_subscribers(session, status):
+            table.add_row(
+                str(sub.id),
+                sub.email,
+                sub.name or "",
+                sub.status.value,
+                sub.source.value,
+                sub.created_at.strftime("%Y-%m-%d"),
+            )
     console.print(table)

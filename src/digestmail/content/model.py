@@ -11,6 +11,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
+# A BCP 47 language tag as far as an email's ``lang`` attribute needs: a 2–3 letter
+# language, then subtags of 1–8 letters or digits (``en``, ``ja-JP``, ``zh-Hant-TW``,
+# ``en-x-simple``; one-character subtags are BCP 47's extension and private-use marks).
+LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+
 
 @dataclass(frozen=True)
 class HeroImage:

@@ -41,6 +41,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from digestmail.content.model import LANGUAGE_TAG as _LANG_RE
 from digestmail.content.model import HeroImage, Issue, Item
 from digestmail.models import Issue as StoredIssue
 from digestmail.models import max_length
@@ -69,7 +70,6 @@ _YAML_NULL = "tag:yaml.org,2002:null"
 # python-frontmatter's own boundary is ``^-{3,}\s*$``, whose ``\s`` also swallows the
 # following blank lines and would shift every line number after it.
 _BOUNDARY = re.compile(r"^-{3,}[ \t]*$", re.MULTILINE)
-_LANG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _BROKEN_LINK_RE = re.compile(r"\]\s*\(|\]\s+\(")
 # The longest subject (and so title) an issue may have: what its columns hold, and
 # what fits on one Subject header line of a test send, prefix included.

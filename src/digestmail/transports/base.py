@@ -88,6 +88,11 @@ class TransportError(Exception):
         self.uncertain = uncertain
 
 
+class UnbuildableMessage(ValueError):
+    """The template cannot become a valid message for anyone (a header longer than
+    RFC 5322 allows, …): no retry helps until the issue itself is changed."""
+
+
 class Transport(Protocol):
     name: str
     # Most recipients one send_batch call takes.

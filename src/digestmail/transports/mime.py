@@ -28,7 +28,7 @@ from email import policy
 from email.utils import formataddr, formatdate
 
 from digestmail.placeholders import Template
-from digestmail.transports.base import MessageTemplate, Recipient
+from digestmail.transports.base import MessageTemplate, Recipient, UnbuildableMessage
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -120,7 +120,7 @@ def _unstructured(name: str, value: str) -> bytes:
     if value.isascii():
         line = f"{name}: {value}\r\n"
         if len(line) > MAX_LINE:
-            raise ValueError(f"the {name} header is longer than {MAX_LINE} characters")
+            raise UnbuildableMessage(f"the {name} header is longer than {MAX_LINE} characters")
         return line.encode("ascii")
     return f"{name}: {encode_words(value)}\r\n".encode("ascii")
 

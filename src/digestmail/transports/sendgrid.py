@@ -31,6 +31,7 @@ import sendgrid
 
 from digestmail.config import Settings
 from digestmail.placeholders import Template, token
+from digestmail.subscribers import email_key
 from digestmail.transports.base import (
     Accepted,
     BatchResult,
@@ -221,7 +222,7 @@ class SendGridTransport:
         seen: set[str] = set()
         unique: list[Recipient] = []
         for r in recipients:
-            key = r.email.lower()
+            key = email_key(r.email)
             if key in seen:
                 # SendGrid would refuse the whole request for one repeated address.
                 result.rejected.append(Rejected(r.email, "address repeated in batch", True))

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from digestmail.models import Issue, IssueStatus
 from digestmail.placeholders import substitute
-from digestmail.render import webview_url
+from digestmail.render import web_reader_values
 from digestmail.web.deps import database_of, pages_of, settings_of
 
 router = APIRouter()
@@ -43,14 +43,7 @@ def issue_page(request: Request, slug: str) -> HTMLResponse:
             # Drafts are not public, and saying so would reveal they exist.
             raise HTTPException(status_code=404, detail="No such issue")
         html = issue.html
-    values = {
-        "name": "",
-        "email": "",
-        "greeting_name": "Dear reader,",
-        "unsubscribe_url": f"{settings.base_url}/unsubscribe",
-        "webview_url": webview_url(settings, slug),
-    }
-    return HTMLResponse(substitute(html, values))
+    return HTMLResponse(substitute(html, web_reader_values(settings, slug)))
 
 
 @router.get("/unsubscribe", response_class=HTMLResponse)

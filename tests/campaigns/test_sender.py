@@ -1,15 +1,15 @@
-"""Campaigns on real databases (SQLite and PostgreSQL) through the real outbox transport.
+"""The send loop on real databases (SQLite and PostgreSQL) through real transports.
 
 Where a test must act *while* a batch is in flight (pause, unsubscribe, a provider
 failure), it wraps the outbox transport: the campaign code under test is never faked.
+What each failure leads to (``HALTS``, ``next_step``) is also tested without a database.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, cast
@@ -19,15 +19,13 @@ from pydantic import SecretStr
 from sqlalchemy import Row, Table, func, select, update
 
 from digestmail import campaigns
-from digestmail.campaigns import (
-    CampaignError,
-    LeaseHeld,
-    TokenBucket,
-    run_campaign,
-)
+from digestmail.campaigns import CampaignError, MessageNotBuilt, run_campaign
+from digestmail.campaigns.ledger import Batch
+from digestmail.campaigns.sender import HALTS, next_step, stop_facts
+from digestmail.cli.send import stop_explained
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.models import Campaign, Delivery, Issue, utcnow
+from digestmail.models import Campaign, CampaignStatus, Delivery, Issue, StopReason
 from digestmail.tokens import Purpose, read_token
 from digestmail.transports.base import (
     BatchResult,
@@ -40,6 +38,8 @@ from digestmail.transports.outbox import OutboxTransport
 from digestmail.transports.smtp import SMTPTransport
 from tests.campaign_helpers import (
     SUBSCRIBERS,
+    FailingOutbox,
+    HookedOutbox,
     add_subscribers,
     outbox_counts,
     outbox_messages,
@@ -50,32 +50,78 @@ from tests.fakes.smtp import SMTPSink
 
 D = cast(Table, Delivery.__table__)
 C = cast(Table, Campaign.__table__)
-
-Hook = Callable[[int, Sequence[Recipient]], None]
-
-
-class HookedOutbox(OutboxTransport):
-    """The outbox transport, with a hook run before each batch (numbered from 1)."""
-
-    def __init__(self, settings: Settings, hook: Hook | None = None) -> None:
-        super().__init__(settings)
-        self.hook = hook
-        self.calls = 0
-
-    def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
-        self.calls += 1
-        if self.hook:
-            self.hook(self.calls, recipients)
-        return super().send_batch(template, recipients)
-
-
-@pytest.fixture
-def small(settings: Settings) -> Settings:
-    return settings.model_copy(update={"batch_size": 10, "sender_lease": 5})
+I = cast(Table, Issue.__table__)  # noqa: E741
 
 
 def _states(db: Database, cid: int) -> dict[str, int]:
     return campaigns.campaign_info(db, cid).counts
+
+
+def _no_command_named(info: campaigns.CampaignInfo) -> None:
+    """The layers below the CLI state facts; the command to type is the CLI's to add."""
+    assert "digestmail" not in (info.error or "") and "--again" not in (info.error or "")
+
+
+# --- what each failure leads to, without a database ------------------------------------
+
+
+def test_each_kind_of_transport_failure_maps_to_its_next_step() -> None:
+    delays = (1.0, 2.0)
+    temporary = TransportError("503", permanent=False)
+    assert next_step(temporary, 0, delays, 300) == 1.0
+    assert next_step(temporary, 1, delays, 300) == 2.0
+    assert next_step(temporary, 2, delays, 300) is StopReason.KEPT_FAILING
+    slow = TransportError("429", permanent=False, retry_after=7)
+    assert next_step(slow, 0, delays, 300) == 7.0  # the provider's wait wins when longer
+    too_slow = TransportError("429", permanent=False, retry_after=3600)
+    assert next_step(too_slow, 0, delays, 300) is StopReason.WAIT_TOO_LONG
+    assert next_step(too_slow, 2, delays, 300) is StopReason.KEPT_FAILING
+    refused = TransportError("401", permanent=True)
+    assert next_step(refused, 0, delays, 300) is StopReason.REFUSED
+    # Uncertain wins over everything: a batch that may have arrived is never re-posted.
+    timeout = TransportError("timeout", permanent=False, uncertain=True)
+    assert next_step(timeout, 0, delays, 300) is StopReason.UNCERTAIN
+    assert next_step(TransportError("x", permanent=True, uncertain=True), 0, (), 0) is (
+        StopReason.UNCERTAIN
+    )
+
+
+def test_every_stop_reason_has_a_halt_and_only_unknown_fates_keep_the_batch_claimed() -> None:
+    assert set(HALTS) == set(StopReason)
+    kept = {reason for reason, halt in HALTS.items() if not halt.put_back}
+    assert kept == {StopReason.UNCERTAIN, StopReason.INTERRUPTED, StopReason.UNEXPECTED}
+    failed = {r for r, h in HALTS.items() if h.status is CampaignStatus.FAILED}
+    assert failed == {StopReason.REFUSED, StopReason.UNBUILDABLE, StopReason.UNEXPECTED}
+    assert all(h.finished == (h.status is CampaignStatus.FAILED) for h in HALTS.values())
+    # Nothing a sender stops is left sending (the scheduler would pick it up again).
+    assert all(h.status is not CampaignStatus.SENDING for h in HALTS.values())
+
+
+def test_stop_facts_carry_what_each_reason_needs_to_be_explained() -> None:
+    now = datetime(2025, 1, 17, 9, 0, tzinfo=UTC)
+    batch = Batch(4, [Recipient("a@example.org"), Recipient("b@example.org")])
+    wait = TransportError("429", permanent=False, retry_after=3600)
+    facts = stop_facts(
+        StopReason.WAIT_TOO_LONG, wait, transport="sendgrid", batch=batch, tries=7, now=now
+    )
+    assert facts == {
+        "transport": "sendgrid",
+        "wait_seconds": 3600,
+        "until": "2025-01-17T10:00:00+00:00",
+    }
+    timeout = TransportError("timeout", permanent=False, uncertain=True)
+    assert stop_facts(
+        StopReason.UNCERTAIN, timeout, transport="sendgrid", batch=batch, tries=7, now=now
+    ) == {"transport": "sendgrid", "batch": 4, "recipients": 2}
+    assert stop_facts(
+        StopReason.KEPT_FAILING, None, transport="smtp", batch=batch, tries=3, now=now
+    ) == {"transport": "smtp", "tries": 3}
+    assert stop_facts(
+        StopReason.UNEXPECTED, KeyError("x"), transport="smtp", batch=None, tries=3, now=now
+    ) == {"exception": "KeyError"}
+
+
+# --- sending --------------------------------------------------------------------------
 
 
 def test_every_active_subscriber_gets_one_personal_message(
@@ -89,7 +135,7 @@ def test_every_active_subscriber_gets_one_personal_message(
 
     info = run_campaign(database, small, cid)
 
-    assert info.status == "sent" and info.finished_at is not None
+    assert info.status is CampaignStatus.SENT and info.finished_at is not None
     assert info.counts["accepted"] == 25 and info.total == 25 and info.resent == 0
     counts = outbox_counts(small.outbox_dir)
     assert counts == {f"user{i}@example.com": 1 for i in range(25)}
@@ -107,7 +153,7 @@ def test_every_active_subscriber_gets_one_personal_message(
             == 0
         )
         ids = dict(conn.execute(select(SUBSCRIBERS.c.email, SUBSCRIBERS.c.id)).all())
-        issue = conn.execute(select(Issue.__table__).where(Issue.slug == slug)).one()
+        issue = conn.execute(select(I).where(I.c.slug == slug)).one()
     assert issue.status == "sent" and issue.sent_at is not None
     for msg in outbox_messages(small.outbox_dir):
         to = parseaddr(str(msg["To"]))[1]
@@ -193,100 +239,13 @@ def test_pause_and_cancel_take_effect_within_one_batch(
             run_campaign(database, small, cid, resume=True)
         return
     # A paused campaign does not start again by itself (the scheduler's call)…
-    with pytest.raises(CampaignError, match="paused"):
+    with pytest.raises(CampaignError, match="paused") as refused:
         run_campaign(database, small, cid)
+    assert isinstance(refused.value, campaigns.WrongStatus) and refused.value.resumable
     # …only when staff resume it; it continues where it stopped.
     info = run_campaign(database, small, cid, resume=True)
     assert info.status == "sent" and info.counts["accepted"] == 50 and info.resent == 0
     assert set(outbox_counts(small.outbox_dir).values()) == {1}
-
-
-def test_two_senders_racing_for_one_campaign(database: Database, small: Settings) -> None:
-    add_subscribers(database, 40)
-    slug = store_issue(database, small)
-    cid = campaigns.create_campaign(database, small, slug)
-    barrier = threading.Barrier(2)
-    outcomes: list[str] = []
-
-    def slow(n: int, _: Sequence[Recipient]) -> None:
-        time.sleep(0.3 if n == 1 else 0)
-
-    def sender() -> None:
-        db = Database(database.url)  # a separate engine, as another process would have
-        try:
-            barrier.wait()
-            run_campaign(db, small, cid, transport=HookedOutbox(small, slow))
-            outcomes.append("sent")
-        except LeaseHeld:
-            outcomes.append("lease held")
-        finally:
-            db.dispose()
-
-    threads = [threading.Thread(target=sender) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert sorted(outcomes) == ["lease held", "sent"]
-    assert outbox_counts(small.outbox_dir) == {f"user{i}@example.com": 1 for i in range(40)}
-
-
-def test_resume_after_a_dead_sender_resends_only_the_batch_in_flight(
-    database: Database, small: Settings
-) -> None:
-    add_subscribers(database, 30)
-    slug = store_issue(database, small)
-    cid = campaigns.create_campaign(database, small, slug)
-
-    def die_in_second_batch(n: int, _: Sequence[Recipient]) -> None:
-        if n == 2:
-            raise SystemExit("killed")  # the process ends with batch 2 claimed
-
-    with pytest.raises(SystemExit):
-        run_campaign(database, small, cid, transport=HookedOutbox(small, die_in_second_batch))
-    # Simulate a SIGKILL: the lease is still held by the dead process.
-    with database.engine.begin() as conn:
-        conn.execute(
-            update(C)
-            .where(C.c.id == cid)
-            .values(lease_owner="dead-host:1", lease_expires_at=utcnow() + timedelta(seconds=60))
-        )
-    info = campaigns.campaign_info(database, cid)
-    assert info.counts["claimed"] == 10 and info.sender_alive
-
-    with pytest.raises(LeaseHeld, match="dead-host:1"):
-        run_campaign(database, small, cid, resume=True)
-
-    with database.engine.begin() as conn:
-        conn.execute(
-            update(C).where(C.c.id == cid).values(lease_expires_at=utcnow() - timedelta(seconds=1))
-        )
-    info = campaigns.campaign_info(database, cid)
-    assert not info.sender_alive and info.in_flight_unknown == 10
-    assert info.to_json()["in_flight_unknown"] == 10
-
-    # A sending campaign with an expired lease is picked up without --resume (scheduler).
-    info = run_campaign(database, small, cid)
-    assert info.status == "sent" and info.counts["accepted"] == 30
-    assert info.resent == 10  # the batch in flight, sent again
-    assert info.to_json()["resent"] == 10
-    assert outbox_counts(small.outbox_dir) == {f"user{i}@example.com": 1 for i in range(30)}
-
-
-class FailingOutbox(HookedOutbox):
-    """Raises the given errors, one per call, before delivering normally."""
-
-    def __init__(self, settings: Settings, errors: list[TransportError], at: int = 2) -> None:
-        super().__init__(settings)
-        self.errors = errors
-        self.at = at
-
-    def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
-        if self.calls + 1 >= self.at and self.errors:
-            self.calls += 1
-            raise self.errors.pop(0)
-        return super().send_batch(template, recipients)
 
 
 def test_permanent_transport_error_fails_the_campaign_and_releases_the_batch(
@@ -302,10 +261,13 @@ def test_permanent_transport_error_fails_the_campaign_and_releases_the_batch(
 
     info = campaigns.campaign_info(database, cid)
     assert info.status == "failed" and info.error == str(refusal)
+    assert info.error_reason is StopReason.REFUSED and info.error_data == {"transport": "outbox"}
     assert info.counts["accepted"] == 10 and info.counts["pending"] == 20
     assert info.counts["claimed"] == 0 and info.lease_owner is None
+    _no_command_named(info)
     info = run_campaign(database, small, cid, resume=True)  # after the key is fixed
     assert info.status == "sent" and info.error is None and info.resent == 0
+    assert info.error_reason is None and info.error_data == {}
     assert set(outbox_counts(small.outbox_dir).values()) == {1}
     assert len(outbox_counts(small.outbox_dir)) == 30
 
@@ -354,8 +316,11 @@ def test_persistent_temporary_errors_pause_with_a_clear_message(
 
     info = campaigns.campaign_info(database, cid)
     assert info.status == "paused"
-    assert info.error is not None and "kept failing (3 tries): 503" in info.error
+    assert info.error_reason is StopReason.KEPT_FAILING and info.error_data["tries"] == 3
+    assert info.error == "503 Service Unavailable"
+    assert "kept failing (3 tries): 503" in (stop_explained(info) or "")
     assert info.counts["pending"] == 10 and info.counts["claimed"] == 0
+    _no_command_named(info)
 
 
 class RejectingOutbox(OutboxTransport):
@@ -382,80 +347,6 @@ def test_rejected_recipients_are_recorded_with_the_reason(
             conn.scalars(select(D.c.error).where(D.c.campaign_id == cid, D.c.state == "rejected"))
         )
     assert errors == {"550 mailbox unavailable"}
-
-
-def test_send_rate_caps_messages_per_second(database: Database, small: Settings) -> None:
-    add_subscribers(database, 30)
-    slug = store_issue(database, small)
-    cid = campaigns.create_campaign(database, small, slug)
-    rated = small.model_copy(update={"send_rate": 20.0, "batch_size": 1000})
-    sizes: list[int] = []
-
-    started = time.monotonic()
-    run_campaign(
-        database, rated, cid, transport=HookedOutbox(rated, lambda _, r: sizes.append(len(r)))
-    )
-    elapsed = time.monotonic() - started
-
-    assert sizes == [20, 10]  # one second's worth per batch
-    assert elapsed >= 0.45  # 20 go at once (the burst), the next 10 wait half a second
-
-
-def test_token_bucket_never_exceeds_the_rate() -> None:
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    bucket = TokenBucket(100, clock=lambda: now[0], sleep=sleep)
-    for _ in range(50):
-        bucket.take(30)
-    # 1,500 messages at 100/s with a 100-message burst: at least 14 seconds.
-    assert now[0] == pytest.approx(14.0)
-    assert TokenBucket(0, clock=lambda: 0.0, sleep=sleep).take(10**6) == 0.0
-
-
-def test_test_send_goes_only_to_the_given_addresses(database: Database, small: Settings) -> None:
-    add_subscribers(database, 5)
-    slug = store_issue(database, small)
-
-    result = campaigns.send_test(database, small, slug, ["user3@example.com", "editor@example.org"])
-
-    assert sorted(a.email for a in result.accepted) == ["editor@example.org", "user3@example.com"]
-    msgs = {parseaddr(str(m["To"]))[1]: m for m in outbox_messages(small.outbox_dir)}
-    assert set(msgs) == {"user3@example.com", "editor@example.org"}
-    assert all(str(m["Subject"]).startswith("[TEST] ") for m in msgs.values())
-    # A subscriber gets their real unsubscribe link; a stranger the mailto: only.
-    assert "/unsubscribe/" in str(msgs["user3@example.com"]["List-Unsubscribe"])
-    assert "/unsubscribe/" not in str(msgs["editor@example.org"]["List-Unsubscribe"])
-    assert campaigns.list_campaigns(database) == []
-    with database.engine.connect() as conn:
-        assert conn.scalar(select(func.count()).select_from(D)) == 0
-        assert conn.scalar(select(Issue.__table__.c.status)) == "draft"
-
-
-def test_list_and_status_report_counts_and_times(database: Database, small: Settings) -> None:
-    add_subscribers(database, 12)
-    slug = store_issue(database, small)
-    first = campaigns.create_campaign(database, small, slug)
-    run_campaign(database, small, first)
-    second = campaigns.create_campaign(database, small, slug, again=True)
-
-    listed = campaigns.list_campaigns(database)
-    assert [i.id for i in listed] == [second, first]
-    data = listed[1].to_json()
-    assert data["issue"] == slug and data["status"] == "sent"
-    assert data["counts"] == {
-        "pending": 0,
-        "claimed": 0,
-        "accepted": 12,
-        "rejected": 0,
-        "skipped": 0,
-    }
-    assert data["started_at"] and data["finished_at"] and data["sender"] is None
-    assert listed[0].to_json()["started_at"] is None and listed[0].total == 0
-    with pytest.raises(campaigns.CampaignNotFound):
-        campaigns.campaign_info(database, 999)
 
 
 def test_through_fake_sendgrid_retries_429_and_fails_plainly_on_401(
@@ -620,9 +511,12 @@ def test_sendgrid_timeout_is_not_reposted_and_pauses_with_the_batch_in_flight(
         assert info.status == "paused" and info.lease_owner is None
         assert info.counts["claimed"] == 10 and info.counts["pending"] == 15
         assert info.in_flight_unknown == 10
-        assert info.error is not None
-        assert "10 recipients (batch 1) may or may not have received" in info.error
-        assert f"digestmail campaign resume {cid}" in info.error
+        assert info.error_reason is StopReason.UNCERTAIN
+        assert info.error_data == {"transport": "sendgrid", "batch": 1, "recipients": 10}
+        _no_command_named(info)
+        said = stop_explained(info) or ""
+        assert "10 recipients (batch 1) may or may not have received" in said
+        assert f"digestmail campaign resume {cid}" in said
         time.sleep(0.6)  # let the stalled answer go
 
         info = run_campaign(db, settings, cid, resume=True)
@@ -676,8 +570,11 @@ def test_a_long_retry_after_pauses_the_campaign_naming_the_wait(
     info = campaigns.campaign_info(database, cid)
     assert steps == []
     assert info.status == "paused" and info.lease_owner is None
-    assert info.error is not None and "asked to wait 3600 s (Retry-After" in info.error
+    assert info.error_reason is StopReason.WAIT_TOO_LONG
+    assert info.error_data["wait_seconds"] == 3600 and info.error == "SendGrid answered 429"
+    assert "asked to wait 3600 s (Retry-After" in (stop_explained(info) or "")
     assert info.counts["pending"] == 20 and info.counts["claimed"] == 0
+    _no_command_named(info)
     info = run_campaign(database, small, cid, resume=True)
     assert info.status == "sent" and info.resent == 0
 
@@ -703,52 +600,107 @@ def test_an_unwritable_outbox_fails_the_campaign_cleanly(
     assert info.status == "sent" and info.resent == 0
 
 
-# --- one campaign per issue at a time ---------------------------------------------------
+# --- errors that would only repeat never leave a campaign sending ----------------------
 
 
-def test_two_sends_racing_create_one_campaign(database: Database, small: Settings) -> None:
+def _unsendable_subject(db: Database, slug: str) -> None:
+    """An issue stored before ``issue check`` knew the limit: a subject past RFC 5322's.
+
+    Only SQLite can hold it (PostgreSQL's column refuses it at ``issue add``).
+    """
+    with db.engine.begin() as conn:
+        conn.execute(update(I).where(I.c.slug == slug).values(subject="Vol. 9.1: " + "x" * 995))
+
+
+def test_a_message_that_cannot_be_built_fails_the_campaign_with_nobody_claimed(
+    database: Database, small: Settings
+) -> None:
+    add_subscribers(database, 25)
     slug = store_issue(database, small)
-    barrier = threading.Barrier(2)
-    outcomes: list[str] = []
+    cid = campaigns.create_campaign(database, small, slug)
+    # A header no mail system takes (here the List-Id, which both backends can hold).
+    unbuildable = small.model_copy(update={"list_id": "Digest <" + "d" * 1000 + ".example.org>"})
 
-    def send() -> None:
-        db = Database(database.url)  # its own engine, as another `send` process would have
-        try:
-            barrier.wait()
-            campaigns.create_campaign(db, small, slug)
-            outcomes.append("created")
-        except campaigns.CampaignExists as exc:
-            outcomes.append(str(exc))
-        finally:
-            db.dispose()
+    with pytest.raises(MessageNotBuilt) as raised:
+        run_campaign(database, unbuildable, cid)
 
-    threads = [threading.Thread(target=send) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    (cid,) = [i.id for i in campaigns.list_campaigns(database)]
-    assert sorted(outcomes) == [
-        f"Campaign {cid} of {slug} is scheduled: continue it with "
-        f"`digestmail campaign resume {cid}`, or cancel it with "
-        f"`digestmail campaign cancel {cid}` before starting another.",
-        "created",
-    ]
+    assert raised.value.campaign_id == cid and raised.value.slug == slug
+    assert raised.value.reason == "the List-Id header is longer than 998 characters"
+    info = campaigns.campaign_info(database, cid)
+    assert info.status is CampaignStatus.FAILED and info.lease_owner is None
+    assert info.error_reason is StopReason.UNBUILDABLE
+    assert info.error == "the List-Id header is longer than 998 characters"
+    assert info.counts["claimed"] == 0 and info.counts["pending"] == 25
+    _no_command_named(info)
+    assert not small.outbox_dir.exists() or not any(small.outbox_dir.iterdir())
+    # A resume meets the same problem and says the same, without touching anyone…
+    with pytest.raises(MessageNotBuilt):
+        run_campaign(database, unbuildable, cid, resume=True)
+    info = campaigns.campaign_info(database, cid)
+    assert info.status is CampaignStatus.FAILED and info.counts["pending"] == 25
+    # …and once it is fixed, the campaign goes out to everyone, once.
+    info = run_campaign(database, small, cid, resume=True)
+    assert info.status is CampaignStatus.SENT and info.resent == 0
+    assert set(outbox_counts(small.outbox_dir).values()) == {1}
 
 
-def test_again_only_after_earlier_campaigns_finished(database: Database, small: Settings) -> None:
-    add_subscribers(database, 3)
+def test_a_campaign_left_sending_by_a_subject_too_long_is_failed_with_its_rows_put_back(
+    sqlite_url: str,
+) -> None:
+    # The finding replayed: what the sender before this fix left behind is a campaign
+    # sending, a batch claimed, nobody holding it.
+    database = Database(sqlite_url)
+    small = Settings(batch_size=10, sender_lease=5)
+    add_subscribers(database, 25)
     slug = store_issue(database, small)
-    first = campaigns.create_campaign(database, small, slug)
-    with pytest.raises(campaigns.CampaignExists, match="is scheduled"):
-        campaigns.create_campaign(database, small, slug, again=True)
-    campaigns.pause_campaign(database, first)
-    with pytest.raises(campaigns.CampaignExists, match="is paused"):
-        campaigns.create_campaign(database, small, slug, again=True)
-    run_campaign(database, small, first, resume=True)
-    with pytest.raises(campaigns.CampaignExists, match="already sent"):
-        campaigns.create_campaign(database, small, slug)
-    second = campaigns.create_campaign(database, small, slug, again=True)
-    campaigns.cancel_campaign(database, second)
-    assert campaigns.create_campaign(database, small, slug, again=True) > second
+    cid = campaigns.create_campaign(database, small, slug)
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(database, small, cid, transport=FailingOutbox(small, [KeyboardInterrupt()]))
+    _unsendable_subject(database, slug)
+    with database.engine.begin() as conn:
+        conn.execute(update(C).where(C.c.id == cid).values(status="sending"))
+    assert campaigns.campaign_info(database, cid).counts["claimed"] == 10
+
+    with pytest.raises(MessageNotBuilt, match="Subject header is longer than 998"):
+        run_campaign(database, small, cid)  # the scheduler would pick it up like this
+
+    info = campaigns.campaign_info(database, cid)
+    assert info.status is CampaignStatus.FAILED and info.error_reason is StopReason.UNBUILDABLE
+    assert info.counts["claimed"] == 0 and info.counts["pending"] == 15
+    database.dispose()
+
+
+def test_an_unexpected_error_fails_the_campaign_instead_of_leaving_it_sending(
+    database: Database, small: Settings
+) -> None:
+    add_subscribers(database, 25)
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+    bug = KeyError("name")
+
+    with pytest.raises(KeyError):
+        run_campaign(database, small, cid, transport=FailingOutbox(small, [bug]))
+
+    info = campaigns.campaign_info(database, cid)
+    assert info.status is CampaignStatus.FAILED and info.lease_owner is None
+    assert info.error_reason is StopReason.UNEXPECTED and info.error == "KeyError: 'name'"
+    # What the batch reached is unknown: it stays in flight, and a resume sends it again.
+    assert info.counts["accepted"] == 10 and info.in_flight_unknown == 10
+    info = run_campaign(database, small, cid, resume=True)
+    assert info.status is CampaignStatus.SENT and info.resent == 10
+
+
+def test_an_interrupted_sender_pauses_the_campaign_with_the_batch_in_flight(
+    database: Database, small: Settings
+) -> None:
+    add_subscribers(database, 25)
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(database, small, cid, transport=FailingOutbox(small, [KeyboardInterrupt()]))
+
+    info = campaigns.campaign_info(database, cid)
+    assert info.status is CampaignStatus.PAUSED and info.error_reason is StopReason.INTERRUPTED
+    assert info.counts["claimed"] == 10 and info.in_flight_unknown == 10
+    assert "interrupted by the operator" in (stop_explained(info) or "")

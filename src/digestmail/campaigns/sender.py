@@ -1,0 +1,514 @@
+"""The send loop: claim a batch, hand it to the transport, record the answer, repeat.
+
+One transaction per batch records batch *k*, renews the lease and claims batch *k+1*
+(``ledger.Ledger`` on that one connection). A batch the transport fails as a whole is
+tried again with growing waits while that can help; otherwise the sender stops the
+campaign, and ``HALTS`` says how: which status it is left in, whether the batch goes
+back to ``pending`` (nothing of it was sent) or stays ``claimed`` (its fate is unknown,
+so a resume sends it again), and whether the campaign counts as finished. Why it
+stopped is stored as data (``models.StopReason`` and its facts), never as advice.
+
+Every wait is slept in short steps that re-read the campaign, so pause and cancel
+take effect within a step; the lease stays ours however long the wait.
+
+A sender that dies (SIGKILL, power, the database going away under it) leaves the
+campaign ``sending`` with its lease running out: the next sender, or a resume,
+continues it. Errors that would only repeat (the transport refusing, an issue that
+cannot be built, a bug) never leave it so: they stop it ``failed`` or ``paused``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+
+from digestmail.campaigns.errors import RESUMABLE, STARTABLE, LeaseLost, MessageNotBuilt
+from digestmail.campaigns.info import CampaignInfo, campaign_info, check_id
+from digestmail.campaigns.lease import Heartbeat, Lease, owner_id
+from digestmail.campaigns.ledger import Batch, Ledger
+from digestmail.campaigns.message import RecipientValues, checked_template, load_issue
+from digestmail.campaigns.pacing import TokenBucket, batch_size
+from digestmail.campaigns.tables import C
+from digestmail.config import Settings
+from digestmail.db import Database
+from digestmail.models import CampaignStatus, DeliveryState, StopReason, utcnow
+from digestmail.transports import get_transport
+from digestmail.transports.base import (
+    BatchResult,
+    MessageTemplate,
+    Transport,
+    TransportError,
+    UnbuildableMessage,
+)
+
+log = logging.getLogger(__name__)
+
+# Waits between tries of a batch the transport failed temporarily (the provider's
+# Retry-After wins when it asks for longer). After the last one the campaign pauses.
+DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1, 2, 4, 8, 16, 32)
+
+# Waits before each further try of one recipient that failed temporarily (a 4xx, a
+# connection lost before its turn). Its retry comes after the recipients not yet tried;
+# after the last one it is recorded as rejected. Greylisting asks for minutes.
+DEFAULT_RECIPIENT_RETRY_DELAYS: tuple[float, ...] = (30, 120, 600)
+
+# A provider asking for a longer pause than this (Retry-After) pauses the campaign
+# rather than holding a lease and a terminal for that long.
+MAX_RETRY_AFTER = 300.0
+
+# Waits are slept in steps this long, re-reading the campaign's status in between, so
+# pause and cancel take effect while a retry waits.
+WAIT_STEP = 1.0
+
+
+# --- what happens when a batch cannot go ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Halt:
+    """How the sender leaves a campaign it stops."""
+
+    status: CampaignStatus
+    # The batch in flight goes back to pending (nothing of it was sent); otherwise it
+    # stays claimed, and a resume sends it again (counted as resent).
+    put_back: bool
+    # ``finished_at`` is stamped: nothing more happens until staff act.
+    finished: bool
+
+
+HALTS: dict[StopReason, Halt] = {
+    # Trying again cannot help (bad key, unverified sender): staff fix it, then resume.
+    StopReason.REFUSED: Halt(CampaignStatus.FAILED, put_back=True, finished=True),
+    StopReason.UNBUILDABLE: Halt(CampaignStatus.FAILED, put_back=True, finished=True),
+    # Likely to pass by itself: paused, for staff to resume when it has.
+    StopReason.KEPT_FAILING: Halt(CampaignStatus.PAUSED, put_back=True, finished=False),
+    StopReason.WAIT_TOO_LONG: Halt(CampaignStatus.PAUSED, put_back=True, finished=False),
+    # The provider may have the batch: never re-posted without staff deciding to.
+    StopReason.UNCERTAIN: Halt(CampaignStatus.PAUSED, put_back=False, finished=False),
+    StopReason.INTERRUPTED: Halt(CampaignStatus.PAUSED, put_back=False, finished=False),
+    # A bug would only repeat; what the batch reached is unknown.
+    StopReason.UNEXPECTED: Halt(CampaignStatus.FAILED, put_back=False, finished=True),
+}
+
+
+def next_step(
+    error: TransportError, attempt: int, delays: Sequence[float], max_retry_after: float
+) -> float | StopReason:
+    """After try ``attempt`` (from 0) of a batch failed whole: the seconds to wait before
+    the next try, or why to stop."""
+    # An uncertain outcome is never re-posted automatically: it may have been
+    # delivered, and a retry could reach the whole batch twice.
+    if error.uncertain:
+        return StopReason.UNCERTAIN
+    if error.permanent:
+        return StopReason.REFUSED
+    if attempt >= len(delays):
+        return StopReason.KEPT_FAILING
+    asked = error.retry_after or 0.0
+    if asked > max_retry_after:
+        return StopReason.WAIT_TOO_LONG
+    return max(delays[attempt], asked)
+
+
+def stop_facts(
+    reason: StopReason,
+    error: BaseException | None,
+    *,
+    transport: str,
+    batch: Batch | None,
+    tries: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """What the reason needs to be explained later (stored as the campaign's error_data)."""
+    facts: dict[str, Any] = {}
+    if reason in (StopReason.REFUSED, StopReason.KEPT_FAILING, StopReason.UNCERTAIN):
+        facts["transport"] = transport
+    if reason is StopReason.WAIT_TOO_LONG:
+        asked = (error.retry_after if isinstance(error, TransportError) else None) or 0.0
+        facts["transport"] = transport
+        facts["wait_seconds"] = asked
+        facts["until"] = (now + timedelta(seconds=asked)).isoformat()
+    if reason is StopReason.KEPT_FAILING:
+        facts["tries"] = tries
+    if reason is StopReason.UNCERTAIN and batch is not None:
+        facts["batch"] = batch.number
+        facts["recipients"] = len(batch.recipients)
+    if reason is StopReason.UNEXPECTED and error is not None:
+        facts["exception"] = type(error).__name__
+    return facts
+
+
+def _detail(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    if isinstance(error, MessageNotBuilt):
+        return error.reason
+    if isinstance(error, TransportError | UnbuildableMessage):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class _Stopped(Exception):
+    """Staff paused or cancelled the campaign while the sender waited."""
+
+
+class _Halted(Exception):
+    """The sender must stop the campaign (see ``HALTS``)."""
+
+    def __init__(self, reason: StopReason, error: BaseException, batch: Batch | None = None):
+        super().__init__(reason.value)
+        self.reason = reason
+        self.error = error
+        self.batch = batch
+
+
+# --- progress -------------------------------------------------------------------------
+
+
+@dataclass
+class SendProgress:
+    """Reported after each batch; counts are for the whole campaign."""
+
+    campaign_id: int
+    total: int
+    accepted: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    recovered: int = 0  # rows re-sent because a dead sender had them in flight
+    retrying: int = 0  # waiting for another try after a temporary failure
+    started: float = field(default_factory=time.monotonic)
+    sent_this_run: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.accepted + self.rejected + self.skipped
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.sent_this_run / elapsed if elapsed > 0 else 0.0
+
+
+# --- the loop -------------------------------------------------------------------------
+
+
+class _Sender:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        campaign_id: int,
+        transport: Transport,
+        *,
+        owner: str,
+        retry_delays: Sequence[float],
+        recipient_retry_delays: Sequence[float],
+        max_retry_after: float,
+        on_progress: Callable[[SendProgress], None] | None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.campaign_id = campaign_id
+        self.transport = transport
+        self.retry_delays = tuple(retry_delays)
+        self.max_retry_after = max_retry_after
+        self.on_progress = on_progress
+        self.sleep = sleep
+        self.lease = Lease(db, campaign_id, owner, settings.sender_lease)
+        self.ledger = Ledger(
+            campaign_id,
+            batch_size=batch_size(settings.batch_size, transport.max_batch, settings.send_rate),
+            recipient_retry_delays=recipient_retry_delays,
+        )
+        self.bucket = TokenBucket(settings.send_rate, sleep=sleep)
+        self.progress = SendProgress(campaign_id, total=0)
+
+    def _start(self, allowed: Sequence[CampaignStatus]) -> tuple[str, int, int]:
+        """Take the lease; snapshot the audience on first start, or recover a dead sender's
+        batch in flight. Returns the issue's slug and id, and how many rows were recovered."""
+        now = utcnow()
+        with self.db.engine.begin() as conn:
+            taken = self.lease.take(conn, allowed, now)
+            recovered = 0
+            if taken.started_at is None:
+                self.ledger.snapshot(conn, now)
+            else:
+                recovered = self.ledger.recover(conn, now)
+                if recovered:
+                    log.warning(
+                        "campaign %s: %d recipients were in flight when the last sender "
+                        "stopped; sending to them again (some may receive it twice)",
+                        self.campaign_id,
+                        recovered,
+                    )
+            self.ledger.continue_numbering(conn)
+        return taken.slug, taken.issue_id, recovered
+
+    def run(self, allowed: Sequence[CampaignStatus]) -> None:
+        slug, issue_id, recovered = self._start(allowed)
+        heartbeat = Heartbeat(self.lease)
+        heartbeat.start()
+        try:
+            self._loop(slug, issue_id, recovered, heartbeat)
+        except _Halted as halt:
+            self._halt(halt.reason, halt.error, halt.batch)
+            if halt.reason is StopReason.UNBUILDABLE and not isinstance(
+                halt.error, MessageNotBuilt
+            ):
+                raise MessageNotBuilt(
+                    slug, str(halt.error), campaign_id=self.campaign_id
+                ) from halt.error
+            raise halt.error from None
+        except KeyboardInterrupt:
+            # The batch in flight stays claimed: a resume sends it again.
+            self._halt(StopReason.INTERRUPTED, None)
+            raise
+        except (LeaseLost, DBAPIError):
+            # Not the message's fault: like a crash, the campaign stays sending and the
+            # next sender continues it once the lease has run out.
+            self._release_quietly()
+            raise
+        except Exception as exc:
+            # A bug, which would strike again on every resume: stop rather than leave
+            # the campaign sending. Whatever batch was in flight stays claimed.
+            log.exception("campaign %s: unexpected error", self.campaign_id)
+            self._halt(StopReason.UNEXPECTED, exc)
+            raise
+        except BaseException:
+            self._release_quietly()
+            raise
+        finally:
+            heartbeat.stop()
+
+    def _release_quietly(self) -> None:
+        try:
+            self.lease.release()
+        except Exception:  # the database may be what failed
+            log.warning("could not release the lease on campaign %s", self.campaign_id)
+
+    def _halt(
+        self, reason: StopReason, error: BaseException | None, batch: Batch | None = None
+    ) -> None:
+        """Stop the campaign as ``HALTS`` says, recording why as data."""
+        halt = HALTS[reason]
+        if batch is not None and halt.put_back:
+            with self.db.engine.begin() as conn:
+                if not self.lease.renew(conn):
+                    raise LeaseLost(self.campaign_id)
+                self.ledger.put_back(conn, batch)
+        now = utcnow()
+        values: dict[str, Any] = {
+            "status": halt.status,
+            "error_reason": reason,
+            "error": _detail(error),
+            "error_data": stop_facts(
+                reason,
+                error,
+                transport=self.transport.name,
+                batch=batch,
+                tries=len(self.retry_delays) + 1,
+                now=now,
+            ),
+        }
+        if halt.finished:
+            values["finished_at"] = now
+        log.warning(
+            "campaign %s is %s (%s): %s",
+            self.campaign_id,
+            halt.status.value,
+            reason.value,
+            values["error"],
+        )
+        self.lease.release(**values)
+
+    def _status(self) -> CampaignStatus:
+        """Renew the lease and read the campaign's status, in one short transaction."""
+        with self.db.engine.begin() as conn:
+            if not self.lease.renew(conn):
+                raise LeaseLost(self.campaign_id)
+            return CampaignStatus(
+                conn.execute(select(C.c.status).where(C.c.id == self.campaign_id)).scalar_one()
+            )
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep in short steps, checking the campaign between them: a pause or cancel
+        takes effect within a step (``_Stopped``), and the lease stays ours."""
+        left = seconds
+        while True:
+            status = self._status()
+            if status is not CampaignStatus.SENDING:
+                raise _Stopped(status.value)
+            if left <= 0:
+                return
+            step = min(left, WAIT_STEP)
+            self.sleep(step)
+            left -= step
+
+    def _send(self, template: MessageTemplate, batch: Batch) -> BatchResult:
+        attempt = 0
+        while True:
+            try:
+                return self.transport.send_batch(template, batch.recipients)
+            except TransportError as exc:
+                step = next_step(exc, attempt, self.retry_delays, self.max_retry_after)
+                if isinstance(step, StopReason):
+                    raise _Halted(step, exc, batch) from exc
+                log.warning(
+                    "campaign %s batch %d: %s; trying again in %.0f s",
+                    self.campaign_id,
+                    batch.number,
+                    exc,
+                    step,
+                )
+                self._wait(step)
+                attempt += 1
+            except UnbuildableMessage as exc:
+                raise _Halted(StopReason.UNBUILDABLE, exc, batch) from exc
+
+    def _loop(self, slug: str, issue_id: int, recovered: int, heartbeat: Heartbeat) -> None:
+        issue = load_issue(self.db, slug)
+        try:
+            template = checked_template(self.settings, issue, self.campaign_id)
+        except MessageNotBuilt as exc:
+            raise _Halted(StopReason.UNBUILDABLE, exc) from exc
+        values = RecipientValues(self.settings, slug)
+        with self.db.engine.connect() as conn:
+            counts = self.ledger.counts(conn)
+            retrying = self.ledger.retrying(conn)
+        progress = self.progress = SendProgress(
+            self.campaign_id,
+            total=sum(counts.values()),
+            accepted=counts[DeliveryState.ACCEPTED.value],
+            rejected=counts[DeliveryState.REJECTED.value],
+            skipped=counts[DeliveryState.SKIPPED.value],
+            recovered=recovered,
+            retrying=retrying,
+        )
+        if self.on_progress:
+            self.on_progress(progress)
+        done: tuple[Batch, BatchResult] | None = None
+        while True:
+            values.tick()
+            with self.db.engine.begin() as conn:
+                if heartbeat.lost or not self.lease.renew(conn):
+                    raise LeaseLost(self.campaign_id)
+                if done is not None:
+                    recorded = self.ledger.record(conn, *done)
+                    progress.accepted += recorded.accepted
+                    progress.rejected += recorded.rejected
+                    progress.retrying += recorded.deferred
+                    progress.sent_this_run += len(done[0].recipients)
+                    if recorded.deferred:
+                        log.warning(
+                            "campaign %s batch %d: %d recipients failed temporarily; trying "
+                            "them again after the others",
+                            self.campaign_id,
+                            done[0].number,
+                            recorded.deferred,
+                        )
+                    done = None
+                status = CampaignStatus(
+                    conn.execute(select(C.c.status).where(C.c.id == self.campaign_id)).scalar_one()
+                )
+                claim = None
+                if status is CampaignStatus.SENDING:
+                    claim = self.ledger.claim(conn, values)
+                    progress.skipped += claim.skipped
+                    progress.retrying -= claim.retried
+                    if claim.batch is None and claim.retry_in is None:
+                        self.ledger.finish(conn, issue_id)
+            if self.on_progress:
+                self.on_progress(progress)
+            if claim is None:
+                log.info("campaign %s is %s: stopping", self.campaign_id, status.value)
+                self.lease.release()
+                return
+            if claim.batch is None:
+                if claim.retry_in is None:
+                    return  # sent
+                log.info(
+                    "campaign %s: %d recipients wait for another try; the next in %.0f s",
+                    self.campaign_id,
+                    progress.retrying,
+                    claim.retry_in,
+                )
+                try:
+                    self._wait(claim.retry_in)
+                except _Stopped as stop:
+                    log.info("campaign %s is %s: stopping", self.campaign_id, stop)
+                    self.lease.release()
+                    return
+                continue
+            batch = claim.batch
+            self.bucket.take(len(batch.recipients))
+            try:
+                result = self._send(template, batch)
+            except _Stopped as stop:
+                # The transport refused the batch and we were waiting to try again.
+                with self.db.engine.begin() as conn:
+                    if not self.lease.renew(conn):
+                        raise LeaseLost(self.campaign_id) from None
+                    self.ledger.put_back(conn, batch)
+                log.info("campaign %s is %s: stopping", self.campaign_id, stop)
+                self.lease.release()
+                return
+            done = (batch, result)
+
+
+def run_campaign(
+    db: Database,
+    settings: Settings,
+    campaign_id: int,
+    *,
+    resume: bool = False,
+    transport: Transport | None = None,
+    on_progress: Callable[[SendProgress], None] | None = None,
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    recipient_retry_delays: Sequence[float] = DEFAULT_RECIPIENT_RETRY_DELAYS,
+    max_retry_after: float = MAX_RETRY_AFTER,
+    owner: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CampaignInfo:
+    """Send a campaign until it is sent, paused, cancelled or failed; returns where it ended.
+
+    Starts a scheduled campaign (taking the audience now) or continues one whose sender
+    died. ``resume=True`` (staff's resume) also continues a paused or failed one. Raises
+    ``WrongStatus`` if the campaign is in no status to start from, ``LeaseHeld`` while
+    another live sender has it; and, having stopped the campaign as ``HALTS`` says,
+    ``TransportError`` when the transport refused, kept failing, asked for a longer wait
+    than ``max_retry_after`` or could not say whether it took a batch,
+    ``MessageNotBuilt`` when the issue cannot become a valid message.
+
+    ``retry_delays``: waits between tries of a batch the transport refused as a whole;
+    ``recipient_retry_delays``: waits before each further try of a recipient that failed
+    temporarily (so at most ``len(recipient_retry_delays) + 1`` tries each).
+    """
+    check_id(campaign_id)
+    own = transport is None
+    tx = transport or get_transport(settings)
+    try:
+        sender = _Sender(
+            db,
+            settings,
+            campaign_id,
+            tx,
+            owner=owner or owner_id(),
+            retry_delays=retry_delays,
+            recipient_retry_delays=recipient_retry_delays,
+            max_retry_after=max_retry_after,
+            on_progress=on_progress,
+            sleep=sleep,
+        )
+        sender.run(RESUMABLE if resume else STARTABLE)
+    finally:
+        if own:
+            tx.close()
+    return campaign_info(db, campaign_id)

@@ -1,0 +1,99 @@
+"""The ledger's moves, on the caller's connection and inside the caller's transaction."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from digestmail import campaigns
+from digestmail.campaigns.ledger import Ledger
+from digestmail.campaigns.message import RecipientValues
+from digestmail.campaigns.tables import D
+from digestmail.config import Settings
+from digestmail.db import Database
+from digestmail.models import utcnow
+from digestmail.transports.base import Accepted, BatchResult, Rejected
+from tests.campaign_helpers import add_subscribers, ledger_states, store_issue
+
+
+def _started(database: Database, settings: Settings, n: int) -> tuple[int, Ledger]:
+    add_subscribers(database, n)
+    slug = store_issue(database, settings)
+    cid = campaigns.create_campaign(database, settings, slug)
+    ledger = Ledger(cid, batch_size=4, recipient_retry_delays=(60,))
+    with database.engine.begin() as conn:
+        ledger.snapshot(conn, utcnow())
+    return cid, ledger
+
+
+def test_recording_a_batch_and_claiming_the_next_are_one_transaction(
+    database: Database, small: Settings
+) -> None:
+    cid, ledger = _started(database, small, 10)
+    values = RecipientValues(small, "policy-digest-9-1")
+    with database.engine.begin() as conn:
+        first = ledger.claim(conn, values).batch
+    assert first is not None and [r.email for r in first.recipients] == [
+        f"user{i}@example.com" for i in range(4)
+    ]
+    answer = BatchResult(accepted=[Accepted(r.email, "m1") for r in first.recipients])
+
+    class Crash(Exception):
+        pass
+
+    with pytest.raises(Crash), database.engine.begin() as conn:
+        assert ledger.record(conn, first, answer).accepted == 4
+        assert ledger.claim(conn, values).batch is not None
+        raise Crash  # the process dies before the transaction commits
+
+    # Neither happened: batch 1 is still the one in flight, and nobody else is claimed.
+    assert ledger_states(database, cid) == {
+        "pending": 6,
+        "claimed": 4,
+        "accepted": 0,
+        "rejected": 0,
+        "skipped": 0,
+    }
+
+
+def test_record_sorts_the_answer_into_accepted_rejected_and_retried(
+    database: Database, small: Settings
+) -> None:
+    cid, ledger = _started(database, small, 4)
+    values = RecipientValues(small, "policy-digest-9-1")
+    with database.engine.begin() as conn:
+        batch = ledger.claim(conn, values).batch
+        assert batch is not None
+        a, b, c, _silent = (r.email for r in batch.recipients)
+        result = BatchResult(
+            accepted=[Accepted(a, "m-a")],
+            rejected=[Rejected(b, "550 no such user", True), Rejected(c, "451 later", False)],
+        )
+        recorded = ledger.record(conn, batch, result)
+        # The fourth got no answer at all: a temporary failure too.
+        assert (recorded.accepted, recorded.rejected, recorded.deferred) == (1, 1, 2)
+        assert ledger.retrying(conn) == 2
+        # Only retries are left, and they wait a minute: the claim says how long.
+        wait = ledger.claim(conn, values)
+        assert wait.batch is None and wait.retry_in is not None and 55 < wait.retry_in <= 60
+        query = select(D.c.email, D.c.error).where(D.c.campaign_id == cid)
+        errors = {row.email: row.error for row in conn.execute(query)}
+    assert errors[b] == "550 no such user"
+    assert errors[c] == "temporary failure (try 1 of 2): 451 later"
+
+
+def test_a_batch_put_back_is_pending_again_with_its_try_not_counted(
+    database: Database, small: Settings
+) -> None:
+    cid, ledger = _started(database, small, 6)
+    values = RecipientValues(small, "policy-digest-9-1")
+    with database.engine.begin() as conn:
+        batch = ledger.claim(conn, values).batch
+        assert batch is not None
+        ledger.put_back(conn, batch)
+        attempts = set(conn.scalars(select(D.c.attempts).where(D.c.campaign_id == cid)))
+    assert attempts == {0} and ledger_states(database, cid)["pending"] == 6
+    # A later sender numbers its batches after every batch ever handed over.
+    with database.engine.begin() as conn:
+        ledger.continue_numbering(conn)
+    assert ledger.next_batch == 2

@@ -1,0 +1,90 @@
+"""The per-issue message, each recipient's values, and test sends."""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+from typing import cast
+
+import pytest
+from sqlalchemy import Table, func, select, update
+
+from digestmail import campaigns
+from digestmail.campaigns import MessageNotBuilt
+from digestmail.campaigns.message import RecipientValues, checked_template, load_issue
+from digestmail.config import Settings
+from digestmail.db import Database
+from digestmail.models import Delivery, Issue
+from tests.campaign_helpers import add_subscribers, outbox_messages, store_issue
+
+D = cast(Table, Delivery.__table__)
+I = cast(Table, Issue.__table__)  # noqa: E741
+
+
+def test_test_send_goes_only_to_the_given_addresses(database: Database, small: Settings) -> None:
+    add_subscribers(database, 5)
+    slug = store_issue(database, small)
+
+    result = campaigns.send_test(database, small, slug, ["user3@example.com", "editor@example.org"])
+
+    assert sorted(a.email for a in result.accepted) == ["editor@example.org", "user3@example.com"]
+    msgs = {parseaddr(str(m["To"]))[1]: m for m in outbox_messages(small.outbox_dir)}
+    assert set(msgs) == {"user3@example.com", "editor@example.org"}
+    assert all(str(m["Subject"]).startswith("[TEST] ") for m in msgs.values())
+    # A subscriber gets their real unsubscribe link; a stranger the mailto: only.
+    assert "/unsubscribe/" in str(msgs["user3@example.com"]["List-Unsubscribe"])
+    assert "/unsubscribe/" not in str(msgs["editor@example.org"]["List-Unsubscribe"])
+    assert campaigns.list_campaigns(database) == []
+    with database.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(D)) == 0
+        assert conn.scalar(select(I.c.status)) == "draft"
+
+
+def test_a_test_send_finds_the_subscriber_by_the_list_s_own_address_key(
+    database: Database, small: Settings
+) -> None:
+    # The list keys addresses with ``subscribers.email_key`` (lower-case, not case-folded:
+    # "ß" is not "ss"); a test to the address in other capitals is still theirs.
+    add_subscribers(database, 5)
+    slug = store_issue(database, small)
+
+    campaigns.send_test(database, small, slug, ["USER3@Example.com"])
+
+    (msg,) = outbox_messages(small.outbox_dir)
+    assert "/unsubscribe/" in str(msg["List-Unsubscribe"])
+    assert str(msg["To"]) == "Reader 3 <USER3@Example.com>"  # their name, the address as given
+
+
+def test_an_issue_that_cannot_become_a_message_is_refused_before_anything_is_sent(
+    sqlite_url: str,
+) -> None:
+    # A subject stored before ``issue check`` knew the limit (PostgreSQL's column is
+    # shorter than the limit, so only SQLite can hold one).
+    database = Database(sqlite_url)
+    small = Settings()
+    slug = store_issue(database, small)
+    with database.engine.begin() as conn:
+        conn.execute(update(I).where(I.c.slug == slug).values(subject="S" * 1000))
+
+    with pytest.raises(MessageNotBuilt) as raised:
+        campaigns.send_test(database, small, slug, ["editor@example.org"])
+
+    assert raised.value.campaign_id is None and raised.value.slug == slug
+    assert raised.value.reason == "the Subject header is longer than 998 characters"
+    assert "digestmail" not in str(raised.value)
+    assert not small.outbox_dir.exists() or not any(small.outbox_dir.iterdir())
+    # The same issue with an ordinary subject builds.
+    issue = load_issue(database, slug)
+    issue.subject = "Policy Digest 9.1"
+    assert checked_template(small, issue, None).subject == "Policy Digest 9.1"
+    database.dispose()
+
+
+def test_recipient_values_greet_by_name_and_link_to_the_issue(small: Settings) -> None:
+    values = RecipientValues(small, "policy-digest-9-1")
+    known = values(7, "ann@example.org", " Ann\u202e  Smith ")
+    assert known["greeting_name"] == "Dear Ann Smith,"
+    assert known["unsubscribe_url"].startswith(f"{small.base_url}/unsubscribe/")
+    assert known["webview_url"] == f"{small.base_url}/issues/policy-digest-9-1"
+    stranger = values(None, "editor@example.org", None)
+    assert stranger["greeting_name"] == "Dear reader,"
+    assert stranger["unsubscribe_url"] == f"mailto:{small.contact_address}?subject=unsubscribe"
