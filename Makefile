@@ -12,9 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Embedded defaults: SQLite subscribers.db, outbox transport. The example issue is
-# stored and a test copy written to outbox/, then the web app starts.
+# Embedded defaults: SQLite subscribers.db, outbox transport. The example issue's
+# picture goes into the media folder the app serves (/media/), the issue is stored and
+# a test copy written to outbox/, then the web app starts.
+MEDIA_DIR = $${DIGESTMAIL_MEDIA_DIR:-media}
 run: $(STAMP)
+	mkdir -p "$(MEDIA_DIR)" && cp examples/vol-4.1-hero.jpg "$(MEDIA_DIR)/"
 	$(BIN)/digestmail init
 	-$(BIN)/digestmail send "$$($(BIN)/digestmail issue add examples/vol-4.1.md --ready)" \
 	    --test-to reader@example.org

@@ -22,6 +22,8 @@ from digestmail.migrate import upgrade
 from tests.pgcluster import Cluster, PostgresUnavailable, start_cluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
+EXAMPLE_HERO = EXAMPLE.with_name("vol-4.1-hero.jpg")
 SAMPLES = sorted((FIXTURES / "samples").glob("*.txt"))
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -36,11 +38,21 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
             monkeypatch.delenv(key)
     monkeypatch.setenv("DIGESTMAIL_SECRET_KEY", "test-secret-key-not-for-production")
     monkeypatch.setenv("DIGESTMAIL_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.setenv("DIGESTMAIL_MEDIA_DIR", str(tmp_path / "media"))
     monkeypatch.setenv("DIGESTMAIL_DATABASE_URL", f"sqlite:///{tmp_path / 'subscribers.db'}")
     monkeypatch.chdir(tmp_path)
     reset_settings_cache()
     yield
     reset_settings_cache()
+
+
+@pytest.fixture
+def example_issue(tmp_path: Path) -> Path:
+    """The example issue, its picture in this test's media folder (where `make run` puts it)."""
+    media = tmp_path / "media"
+    media.mkdir(exist_ok=True)
+    shutil.copyfile(EXAMPLE_HERO, media / EXAMPLE_HERO.name)
+    return EXAMPLE
 
 
 CHROMIUM = Path("/usr/bin/chromium")

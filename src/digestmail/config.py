@@ -38,6 +38,7 @@ class Settings(BaseSettings):
 
     transport: Transport = "outbox"
     outbox_dir: Path = Path("outbox")
+    media_dir: Path = Path("media")
     smtp_url: SecretStr | None = None
     sendgrid_api_key: SecretStr | None = Field(
         default=None,
@@ -49,9 +50,9 @@ class Settings(BaseSettings):
     sendgrid_webhook_key: SecretStr | None = None
     inbound_token: SecretStr | None = None
 
-    publication: str = "Policy Digest"
+    publication: str = "US-Japan Alliance Digest"
     from_: str = Field(
-        default="Policy Digest <digest@example.org>",
+        default="US-Japan Alliance Digest <digest@example.org>",
         validation_alias=AliasChoices("DIGESTMAIL_FROM"),
     )
     reply_to: str | None = None

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from digestmail.config import Settings
 from digestmail.content.source import load_issue
 from digestmail.db import Database
+from digestmail.media import MediaStore
 from digestmail.models import Issue, IssueStatus
 from digestmail.render import render_issue
 
@@ -26,10 +27,11 @@ def add_issue(db: Database, settings: Settings, path: str | Path, *, ready: bool
     """Check, render and store an issue file; an unsent issue with the same slug is replaced.
 
     Raises ``content.source.IssueSourceError`` (with every problem) for a file that
-    fails ``issue check``, and ``IssueStoreError`` when that issue was already sent:
-    what subscribers received must stay on record.
+    fails ``issue check`` (a hero picture named by file must be in the media folder),
+    and ``IssueStoreError`` when that issue was already sent: what subscribers received
+    must stay on record.
     """
-    content = load_issue(path)
+    content = load_issue(path, media=MediaStore.of(settings))
     rendered = render_issue(content, settings)
     source = Path(path).read_text(encoding="utf-8-sig")
     status = IssueStatus.READY if ready else IssueStatus.DRAFT

@@ -27,6 +27,7 @@ from markupsafe import Markup
 from digestmail.config import Settings
 from digestmail.content.model import Issue
 from digestmail.emailhtml import MJMLError, mjml_to_email_html
+from digestmail.media import MediaError, picture_url
 from digestmail.paths import templates_root
 from digestmail.placeholders import token
 
@@ -255,8 +256,12 @@ def _template_context(
     if issue.hero is not None:
         if not issue.hero.alt.strip():
             raise RenderError(f"the hero image {issue.hero.url!r} has no alt text")
+        try:
+            url = picture_url(settings, issue.hero.url)
+        except MediaError as exc:
+            raise RenderError(f"the hero image {exc}") from exc
         hero = {
-            "url": issue.hero.url,
+            "url": url,
             "alt": issue.hero.alt.strip(),
             "credit": _credit_html(issue.hero.credit, issue.hero.credit_url),
         }

@@ -16,7 +16,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from digestmail.config import Settings, get_settings
 from digestmail.db import Database
-from digestmail.web import archive, hooks, ops, public
+from digestmail.web import archive, hooks, media, ops, public
 from digestmail.web.pages import Pages
 
 
@@ -59,4 +59,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hooks.router)
     app.include_router(ops.router)
     app.include_router(archive.router)
+    app.include_router(media.router)
     return app
