@@ -85,6 +85,28 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
+def spamassassin() -> Path:
+    """Debian's ``spamassassin`` with its shipped rules; required in CI, skipped elsewhere."""
+    found = shutil.which("spamassassin")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("spamassassin is required in CI (apt-get install spamassassin)")
+        pytest.skip("Debian's spamassassin is not installed")
+    return Path(found)
+
+
+@pytest.fixture(scope="session")
+def weasyprint() -> None:
+    """WeasyPrint with its system libraries (Pango); required in CI, skipped elsewhere."""
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"WeasyPrint must work in CI (see .ci/run): {exc}")
+        pytest.skip(f"WeasyPrint cannot run here: {exc}")
+
+
+@pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS

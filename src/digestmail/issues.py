@@ -75,3 +75,27 @@ def list_issues(db: Database) -> list[Issue]:
                 )
             )
         )
+
+
+def published_issue(db: Database, slug: str) -> Issue | None:
+    """The issue if it has been sent, else None: only sent issues are public.
+
+    A draft and a missing issue give the same None, so a public page cannot tell
+    visitors that an unpublished issue exists.
+    """
+    with db.session() as session:
+        return session.scalar(
+            select(Issue).where(Issue.slug == slug, Issue.status == IssueStatus.SENT)
+        )
+
+
+def published_issues(db: Database, *, limit: int | None = None) -> list[Issue]:
+    """Sent issues, the most recently sent first (the archive and its feed)."""
+    with db.session() as session:
+        query = (
+            select(Issue)
+            .where(Issue.status == IssueStatus.SENT)
+            .order_by(Issue.sent_at.desc(), Issue.id.desc())
+            .limit(limit)
+        )
+        return list(session.scalars(query))

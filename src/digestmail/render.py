@@ -299,6 +299,15 @@ def _credit_html(credit: str | None, url: str | None) -> Markup | None:
     return inline_html(text)
 
 
+def issue_context(issue: Issue, settings: Settings) -> dict[str, object]:
+    """What the templates show of an issue: the email's, and the archive's printable page.
+
+    Inline Markdown is already safe HTML, the picture's address is absolute, and the
+    per-recipient values are placeholders (a page for everyone leaves them out).
+    """
+    return _template_context(issue, settings, default_subject(issue), default_preheader(issue))
+
+
 def render_mjml(issue: Issue, settings: Settings) -> str:
     """The filled MJML source (what ``issue render --format mjml`` shows)."""
     subject = default_subject(issue)

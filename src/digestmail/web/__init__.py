@@ -16,7 +16,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from digestmail.config import Settings, get_settings
 from digestmail.db import Database
-from digestmail.web import archive, hooks, media, ops, public
+from digestmail.web import archive, feed, hooks, media, ops, printing, public
 from digestmail.web.pages import Pages
 
 
@@ -60,4 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(archive.router)
     app.include_router(media.router)
+    app.include_router(feed.router)
+    app.include_router(printing.router)
     return app
