@@ -20,6 +20,7 @@ from digestmail.config import Settings, reset_settings_cache
 from digestmail.db import Database
 from digestmail.migrate import upgrade
 from tests.pgcluster import Cluster, PostgresUnavailable, start_cluster
+from tests.redisserver import RedisUnavailable, redis_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
@@ -104,6 +105,18 @@ def weasyprint() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"WeasyPrint must work in CI (see .ci/run): {exc}")
         pytest.skip(f"WeasyPrint cannot run here: {exc}")
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis server of this test's own on 127.0.0.1; required in CI, skipped elsewhere."""
+    try:
+        with redis_server(tmp_path) as url:
+            yield url
+    except RedisUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is required in CI: {exc}")
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
