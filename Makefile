@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck pytest bench clean schema
+JS     := tests/js
+AXE    := $(JS)/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +34,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(AXE)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# axe-core for the browser tests, at the exact version of tests/js/package-lock.json.
+# Without npm the accessibility checks are skipped (and fail in CI, which installs it).
+$(AXE): $(JS)/package.json $(JS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	    npm ci --prefix $(JS) --ignore-scripts --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the axe-core accessibility checks will be skipped"; fi
 
 bench: $(STAMP)
 	$(BIN)/python bench/render.py
@@ -42,7 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.transports
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts $(JS)/node_modules
 
 # Pre-release only: regenerate the baseline migration from the models.
 schema: $(STAMP)
