@@ -7,22 +7,17 @@ stopped (and its folder removed by pytest) when the test is done.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.processes import free_port, stop
+
 
 class RedisUnavailable(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -33,7 +28,7 @@ def redis_server(folder: Path) -> Iterator[str]:
         raise RedisUnavailable("redis-server is not installed (apt-get install redis-server)")
     import redis
 
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             exe,
@@ -69,9 +64,4 @@ def redis_server(folder: Path) -> Iterator[str]:
         client.close()
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)

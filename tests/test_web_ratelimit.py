@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,13 @@ import pytest
 
 from digestmail.config import Settings
 from tests.liveserver import serve
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.processes import free_port, stop
 
 
 @contextmanager
 def _serve_process(env: dict[str, str], log: Path) -> Iterator[str]:
     """``digestmail serve`` as operators start it, on a free port; stopped on exit."""
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).parent / "digestmail"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -56,12 +50,7 @@ def _serve_process(env: dict[str, str], log: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _subscribe(url: str, n: int) -> int:
@@ -96,7 +85,7 @@ def test_memory_storage_counts_in_each_process(sqlite_url: str) -> None:
 def test_a_storage_that_is_down_lets_the_form_through_and_logs_it(
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    closed = f"redis://:a-password@127.0.0.1:{_free_port()}/0"
+    closed = f"redis://:a-password@127.0.0.1:{free_port()}/0"
     settings = Settings(rate_limit_storage=closed, subscribe_limit="1/minute")
     caplog.set_level(logging.ERROR, logger="digestmail.web.ratelimit")
     with serve(settings) as url:
