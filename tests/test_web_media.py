@@ -8,6 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from digestmail.config import Settings
 from digestmail.content.source import load_issue
@@ -15,6 +17,9 @@ from digestmail.media import MediaStore
 from digestmail.render import render_issue
 from tests.conftest import EXAMPLE_HERO
 from tests.liveserver import serve
+
+# What a client can put in a header value: visible ASCII and inner spaces.
+_HEADER_CHARS = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
 
 
 @pytest.fixture
@@ -77,3 +82,31 @@ def test_only_pictures_inside_the_folder_are_served(
         answer = client.get(path)
         assert answer.status_code == 404, path
         assert b"<script>" not in answer.content and b"SQLite" not in answer.content
+
+
+@given(
+    none_match=st.one_of(st.none(), st.text(alphabet=_HEADER_CHARS, max_size=60).map(str.strip)),
+    since=st.one_of(
+        st.none(),
+        st.text(alphabet=_HEADER_CHARS, max_size=40).map(str.strip),
+        st.sampled_from(["Mon, 01 Jan 99999 00:00:00 GMT", "Sun, 31 Dec 0001 23:59:59 +2359"]),
+    ),
+)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_any_conditional_headers_get_the_picture_or_not_modified(
+    live: tuple[httpx.Client, Settings], none_match: str | None, since: str | None
+) -> None:
+    client, _ = live
+    headers = {
+        name: value
+        for name, value in (("If-None-Match", none_match), ("If-Modified-Since", since))
+        if value is not None
+    }
+    answer = client.get("/media/vol-4.1-hero.jpg", headers=headers)
+    assert answer.status_code in (200, 304)
+    if answer.status_code == 200:
+        assert answer.content == EXAMPLE_HERO.read_bytes()
+    else:
+        assert answer.content == b"" and answer.headers["etag"]
