@@ -93,7 +93,7 @@ def test_only_pictures_inside_the_folder_are_served(
     ),
 )
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 def test_any_conditional_headers_get_the_picture_or_not_modified(
     live: tuple[httpx.Client, Settings], none_match: str | None, since: str | None
