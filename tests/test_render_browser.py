@@ -40,7 +40,7 @@ def email_page(tmp_path_factory: pytest.TempPathFactory) -> str:
     assert issue.hero is not None
     issue = dataclasses.replace(issue, hero=dataclasses.replace(issue.hero, url="hero.svg"))
     # Module-scoped: runs before the per-test environment, so it names its own key.
-    settings = Settings(base_url="https://digest.example.org", secret_key="test-secret")
+    settings = Settings(base_url="https://digest.example.org", secret_key="test-secret-" + "x" * 32)
     rendered = render_issue(issue, settings)
     values = recipient_values(
         settings,
