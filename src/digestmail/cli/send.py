@@ -131,7 +131,7 @@ def stop_explained(info: CampaignInfo) -> str | None:
     """Why the campaign's last sender stopped short of sent, and what to do; None if it
     did not (or the campaign has no error)."""
     facts = info.error_data
-    detail = info.error or ""
+    detail = (info.error or "").rstrip(". ")  # each case ends the sentence itself
     cid = info.id
     match info.error_reason:
         case None:
