@@ -78,6 +78,10 @@ class _Handler:
                 server.transport.close()
                 return "250 not reached"
             sink.count += 1
+            if sink.first is None:
+                sink.first = Received(
+                    envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content
+                )
             if sink.record:
                 sink.messages.append(
                     Received(envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content)
@@ -154,7 +158,8 @@ class SMTPSink:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.record = record
-        self.messages: list[Received] = []
+        self.messages: list[Received] = []  # every message (when ``record``)
+        self.first: Received | None = None  # the first message, always
         self.count = 0
         self.temp_failures = 0
         self.peers: set[tuple[str, int]] = set()
