@@ -37,8 +37,11 @@ class MessageTemplate:
     is_test: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Recipient:
+    """One addressee of a batch. Not frozen: a campaign builds one per recipient, and a
+    frozen dataclass's ``__init__`` costs twice as much (treat it as read-only)."""
+
     email: str
     # Placeholder values (see ``digestmail.placeholders.FIELDS``).
     values: Mapping[str, str] = field(default_factory=dict)
