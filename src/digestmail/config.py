@@ -202,6 +202,8 @@ class Settings(BaseSettings):
 
     batch_size: int = Field(default=1000, ge=1, le=1000)
     send_rate: float = Field(default=0.0, ge=0)
+    # Batches (SendGrid requests) in flight at once; a crash may resend this many batches.
+    send_concurrency: int = Field(default=4, ge=1, le=32)
     smtp_connections: int = Field(default=4, ge=1, le=64)
     subscribe_limit: str = "5/minute"
     # A URI, and it may hold a password (redis://:PASSWORD@host): a secret.

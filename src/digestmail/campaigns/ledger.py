@@ -5,12 +5,14 @@ then moved batch by batch: ``pending`` → ``claimed`` (before the transport see
 ``accepted`` or ``rejected`` (after it answered), or back to ``pending`` for another
 try. Claiming before sending is what makes a crash harmless: after a SIGKILL the only
 rows whose fate is unknown are the ones still ``claimed``, and the next sender sends
-exactly those again (at-least-once for the batch in flight, never a skip).
+exactly those again (at-least-once for the batches in flight, never a skip). With
+``DIGESTMAIL_SEND_CONCURRENCY`` batches in flight at once, that is at most concurrency
+× batch size rows, from as many batches: ``recover`` takes them all back.
 
 Every method works on the caller's connection and leaves the transaction to it, so
-the send loop records batch *k* and claims batch *k+1* in one transaction, under the
-lease it renews in the same one. Bulk Core statements only: the hot path costs a
-handful of statements per batch, whatever its size.
+the send loop records a batch that came back and claims the next one in one
+transaction, under the lease it renews in the same one. Bulk Core statements only: the
+hot path costs a handful of statements per batch, whatever its size.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    String,
     and_,
     bindparam,
     func,
@@ -31,6 +34,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    type_coerce,
     update,
 )
 
@@ -112,7 +116,8 @@ class Ledger:
         """Put rows a previous sender left ``claimed`` back to be sent again; how many.
 
         Only a lease holder claims rows, and the caller holds the lease now: anything
-        still claimed was in flight when the previous sender stopped.
+        still claimed was in flight when the previous sender stopped (up to
+        concurrency × batch size rows, from several batches).
         """
         return int(
             conn.execute(
@@ -144,8 +149,10 @@ class Ledger:
     # -- the hot path --
 
     def _pending(self, conn: Connection, which: ColumnElement[bool]) -> Sequence[Any]:
+        # The status as the plain string it is stored as: no enum conversion per row.
+        status = type_coerce(S.c.status, String).label("status")
         return conn.execute(
-            select(D.c.id, D.c.subscriber_id, D.c.email, D.c.temp_failures, S.c.name, S.c.status)
+            select(D.c.id, D.c.subscriber_id, D.c.email, D.c.temp_failures, S.c.name, status)
             .select_from(D.outerjoin(S, S.c.id == D.c.subscriber_id))
             .where(D.c.campaign_id == self.campaign_id, D.c.state == DeliveryState.PENDING, which)
             .order_by(D.c.id)
@@ -198,15 +205,18 @@ class Ledger:
         """
         now = utcnow()
         skipped = retried = 0
+        active = SubscriberStatus.ACTIVE.value
         while True:
-            rows = self._pending(conn, D.c.temp_failures == 0)
+            which = D.c.temp_failures == 0
+            rows = self._pending(conn, which)
             if not rows:
-                rows = self._pending(conn, and_(D.c.temp_failures > 0, self._retry_due(now)))
+                which = and_(D.c.temp_failures > 0, self._retry_due(now))
+                rows = self._pending(conn, which)
                 if not rows:
                     wait = self._next_retry(conn, now)
                     return Claim(retry_in=wait, skipped=skipped, retried=retried)
                 retried += len(rows)
-            gone = [r.id for r in rows if r.status != SubscriberStatus.ACTIVE]
+            gone = [r.id for r in rows if r.status != active]
             if gone:
                 conn.execute(
                     update(D)
@@ -214,14 +224,22 @@ class Ledger:
                     .values(state=DeliveryState.SKIPPED, error=SKIPPED_ERROR, updated_at=now)
                 )
                 skipped += len(gone)
-            live = [r for r in rows if r.status == SubscriberStatus.ACTIVE]
+            live = [r for r in rows if r.status == active]
             if not live:
                 continue
             number = self.next_batch
             self.next_batch += 1
+            # The rows just read are the first pending ones in id order that ``which``
+            # selects, less those just skipped: so exactly the pending rows it selects up
+            # to the last id read. One range instead of a thousand bound ids.
             conn.execute(
                 update(D)
-                .where(D.c.id.in_([r.id for r in live]))
+                .where(
+                    D.c.campaign_id == self.campaign_id,
+                    D.c.state == DeliveryState.PENDING,
+                    which,
+                    D.c.id.between(live[0].id, live[-1].id),
+                )
                 .values(
                     state=DeliveryState.CLAIMED,
                     batch=number,
@@ -231,10 +249,7 @@ class Ledger:
             )
             recipients = [
                 Recipient(
-                    r.email,
-                    personalise(r.subscriber_id, r.email, r.name),
-                    subscriber_id=r.subscriber_id,
-                    delivery_id=r.id,
+                    r.email, personalise(r.subscriber_id, r.email, r.name), r.subscriber_id, r.id
                 )
                 for r in live
             ]

@@ -156,7 +156,12 @@ def stop_explained(info: CampaignInfo) -> str | None:
             )
         case StopReason.UNCERTAIN:
             n = facts.get("recipients", info.in_flight_unknown)
-            batch = f" (batch {facts['batch']})" if "batch" in facts else ""
+            # "batch": one number, as recorded before several batches could be in flight.
+            numbers = facts.get("batches") or ([facts["batch"]] if "batch" in facts else [])
+            batch = ""
+            if numbers:
+                many = "es" if len(numbers) > 1 else ""
+                batch = f" (batch{many} {', '.join(map(str, numbers))})"
             return (
                 f"{detail}. {n} recipients{batch} may or may not have received the issue; "
                 f"{_resume(cid)} sends it to them again (some may get it twice)."
@@ -377,8 +382,13 @@ def status(
             info = newest[0]
         else:
             info = campaigns.campaign_info(db, campaign_id)
+    settings = get_settings()
+    limit = campaigns.in_flight_limit(settings)
+    unfinished = info.status in campaigns.UNFINISHED or info.status is CampaignStatus.FAILED
     if as_json:
-        typer.echo(json.dumps(info.to_json(), indent=2))
+        data = info.to_json()
+        data["max_in_flight"] = limit
+        typer.echo(json.dumps(data, indent=2))
         return
     console.print(f"Campaign {info.id}: {info.issue_slug}, {info.status.value} ({info.transport})")
     for label, value in (
@@ -398,6 +408,12 @@ def status(
             f"  {info.resent} recipients were sent to again after a sender stopped mid-batch "
             "(they may have received it twice)."
         )
+    if unfinished:
+        console.print(
+            f"  If a sender dies, up to {limit} recipients in flight ("
+            f"{settings.send_concurrency} batches of up to {limit // settings.send_concurrency}) "
+            "are sent to again on resume and may receive the issue twice."
+        )
     why = stop_explained(info)
     if why:
         console.print(f"  Error: {why}")
@@ -405,15 +421,18 @@ def status(
 
 @campaign_app.command("pause")
 def pause(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
-    """Stop after the batch being sent; `campaign resume` continues where it stopped."""
+    """Stop after the batches being sent; `campaign resume` continues where it stopped."""
     with database() as db:
         campaigns.pause_campaign(db, campaign_id)
-    console.print(f"Campaign {campaign_id} paused (the sender stops after its current batch).")
+    console.print(
+        f"Campaign {campaign_id} paused (the sender stops once the batches it has in flight "
+        "are answered)."
+    )
 
 
 @campaign_app.command("cancel")
 def cancel(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
-    """Stop for good after the batch being sent; recipients not reached stay on record."""
+    """Stop for good after the batches being sent; recipients not reached stay on record."""
     with database() as db:
         campaigns.cancel_campaign(db, campaign_id)
     console.print(f"Campaign {campaign_id} cancelled.")
