@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +40,7 @@ from digestmail.models import (
     fit,
     utcnow,
 )
+from digestmail.names import clean_name
 
 # Statuses that mean "do not mail": a new subscription request never overrides them
 # by itself, only a confirmation does.
@@ -55,11 +55,6 @@ _SUPPRESSION_RANK = {
     SubscriberStatus.COMPLAINED: 3,
 }
 
-NAME_MAX = 200
-# Unicode categories in names: separators that read as a break, and invisible formats.
-_SPACED = frozenset({"Cc", "Zl", "Zp"})
-_DROPPED = frozenset({"Cf", "Cs"})
-_JOINERS = frozenset({"\u200c", "\u200d"})
 # Bulk statements stay well below SQLite's and psycopg's parameter limits.
 _CHUNK = 1000
 
@@ -138,26 +133,6 @@ def _valid_with_smtputf8(text: str) -> bool:
     except EmailNotValidError:
         return False
     return True
-
-
-def clean_name(raw: str | None) -> str | None:
-    """A name as it is stored and greeted: single-spaced, no invisible characters, fits.
-
-    Control characters and line separators become spaces; other invisible format
-    characters (bidi overrides, soft hyphens) are dropped, except the zero-width
-    joiners that some scripts (Persian, Indic) and emoji need. None when nothing is left.
-    The one rule for names: the list stores what it greets.
-    """
-    if not raw:
-        return None
-    name = unicodedata.normalize("NFC", raw)
-    if not name.isprintable():
-        name = "".join(
-            " " if cat in _SPACED else "" if cat in _DROPPED and ch not in _JOINERS else ch
-            for ch, cat in ((ch, unicodedata.category(ch)) for ch in name)
-        )
-    name = " ".join(name.split())[:NAME_MAX]
-    return name or None
 
 
 # The erasure key's own derivation label: never changes, so neither do the hashes

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import typer
-from fastapi import FastAPI
 
 from digestmail.cli.common import console, database, fail
 from digestmail.config import DEV_SECRET_KEY, Settings, get_settings, is_loopback
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,8 @@ from typing import Protocol
 
 # What a test send puts before the issue's subject; ``issue check`` counts it in.
 TEST_SUBJECT_PREFIX = "[TEST] "
+# RFC 5322: a line is at most 998 characters (``issue check`` keeps subjects within it).
+MAX_LINE = 998
 
 
 @dataclass(frozen=True)

@@ -132,9 +132,16 @@ class _Body:
         used: set[tuple[str, bool]] = set()
         for text in (template.subject, template.text, template.html):
             used.update(Template.parse(text).slots)
-        # ('"TOKEN":', field, is_html): only the tokens the message uses, to keep requests
-        # small, in a stable order.
-        self.substitutions = [(_json(token(f, html_part=h)) + ":", f, h) for f, h in sorted(used)]
+        # Per field the message uses: its '"TOKEN":' for the text part and for the HTML
+        # part, each None when that part does not use it (requests stay small).
+        self.fields = [
+            (
+                field,
+                _json(token(field, html_part=False)) + ":" if (field, False) in used else None,
+                _json(token(field, html_part=True)) + ":" if (field, True) in used else None,
+            )
+            for field in sorted({f for f, _ in used})
+        ]
         base: dict[str, Any] = {
             "from": _address(template.from_addr),
             "subject": template.subject,
@@ -172,14 +179,18 @@ class _Body:
             if name:
                 out += (',"name":', _json(name))
         out.append("}]")
-        if self.substitutions:
+        if self.fields:
             sep = ',"substitutions":{'
-            for key, field, is_html in self.substitutions:
+            for field, text_key, html_key in self.fields:
                 value = values.get(field, "")
-                if is_html and value:
-                    value = html.escape(value, quote=True)
-                out += (sep, key, _json(value))
-                sep = ","
+                encoded = _json(value)
+                if text_key:
+                    out += (sep, text_key, encoded)
+                    sep = ","
+                if html_key:
+                    escaped = html.escape(value, quote=True)
+                    out += (sep, html_key, encoded if escaped == value else _json(escaped))
+                    sep = ","
             out.append("}")
         if self.template.bulk:
             unsubscribe = list_unsubscribe(self.template, recipient)
