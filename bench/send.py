@@ -128,10 +128,12 @@ def _serve(kind: str, latency: float, pipe: Connection) -> None:
             if kind == "sendgrid":
                 first: Any = fake.first
                 count = fake.recipients
+                started = fake.hits[0].arrived if fake.hits else None
             else:
                 first = fake.first and (fake.first.mail_from, fake.first.data)
                 count = fake.count
-            pipe.send((count, _cpu(), first))
+                started = fake.first_at
+            pipe.send((count, _cpu(), first, started))
 
 
 class Server:
@@ -142,9 +144,11 @@ class Server:
         self.process.start()
         self.address: str = self.pipe.recv()
 
-    def count(self) -> tuple[int, float, Any]:
+    def count(self) -> tuple[int, float, Any, float | None]:
+        """Recipients (or messages) taken so far, the server's CPU seconds, the first
+        request (or message), and when the first arrived (``time.monotonic``)."""
         self.pipe.send("count")
-        result: tuple[int, float, Any] = self.pipe.recv()
+        result: tuple[int, float, Any, float | None] = self.pipe.recv()
         return result
 
     def stop(self) -> None:
@@ -165,6 +169,7 @@ def product(db_path: Path, slug: str, env: dict[str, str]) -> dict[str, float]:
         "DIGESTMAIL_LOG_LEVEL": "WARNING",
         **env,
     }
+    began = time.monotonic()
     start = time.perf_counter()
     proc = subprocess.Popen(
         [DIGESTMAIL, "send", slug, "--yes"],
@@ -180,6 +185,7 @@ def product(db_path: Path, slug: str, env: dict[str, str]) -> dict[str, float]:
         raise SystemExit(f"digestmail send failed ({proc.returncode}): {err}")
     return {
         "elapsed": elapsed,
+        "began": began,
         "rss_mb": usage.ru_maxrss / 1024,
         "cpu": usage.ru_utime + usage.ru_stime,
     }
@@ -260,7 +266,7 @@ def sendgrid_round(
     try:
         db_path = work / "sendgrid.db"
         shutil.copyfile(template, db_path)
-        before, _, _ = server.count()
+        before, _, _, _ = server.count()
         load = _load()
         run = product(
             db_path,
@@ -272,7 +278,7 @@ def sendgrid_round(
                 "DIGESTMAIL_SEND_CONCURRENCY": str(concurrency),
             },
         )
-        after, server_cpu, first = server.count()
+        after, server_cpu, first, first_at = server.count()
         if after - before != n:
             raise SystemExit(f"the fake SendGrid saw {after - before:,} recipients, not {n:,}")
         per_request = len(first["personalizations"])
@@ -284,6 +290,7 @@ def sendgrid_round(
         server.stop()
     return {
         "product": n / run["elapsed"],
+        "startup": (first_at or run["began"]) - run["began"],
         "bare1": sent / one,
         "bareC": sent / many,
         "rss_mb": run["rss_mb"],
@@ -309,7 +316,7 @@ def smtp_round(template: Path, work: Path, slug: str, n: int, connections: int) 
                 "DIGESTMAIL_SMTP_CONNECTIONS": str(connections),
             },
         )
-        count, server_cpu, first = server.count()
+        count, server_cpu, first, first_at = server.count()
         if count != n:
             raise SystemExit(f"the SMTP sink received {count:,} messages, not {n:,}")
         sender, data = first
@@ -318,6 +325,7 @@ def smtp_round(template: Path, work: Path, slug: str, n: int, connections: int) 
         server.stop()
     return {
         "product": n / run["elapsed"],
+        "startup": (first_at or run["began"]) - run["began"],
         "bareC": n / bare,
         "rss_mb": run["rss_mb"],
         "cpu": run["cpu"],
@@ -368,7 +376,8 @@ def main() -> None:
                 for r in rounds:
                     print(
                         f"  sendgrid {latency:g} ms: product {r['product']:8,.0f}/s "
-                        f"({r['elapsed']:.2f} s, CPU {r['cpu']:.1f} s, {r['rss_mb']:.0f} MB), "
+                        f"({r['elapsed']:.2f} s, first request after {r['startup']:.2f} s, "
+                        f"CPU {r['cpu']:.1f} s, {r['rss_mb']:.0f} MB), "
                         f"bare 1 {r['bare1']:8,.0f}/s, bare {args.concurrency} "
                         f"{r['bareC']:8,.0f}/s; fake CPU {r['server_cpu']:.1f} s; "
                         f"load {r['load']}"
@@ -391,8 +400,9 @@ def main() -> None:
             ]
             for r in rounds:
                 print(
-                    f"  smtp: product {r['product']:7,.0f}/s ({r['elapsed']:.2f} s, "
-                    f"CPU {r['cpu']:.1f} s, {r['rss_mb']:.0f} MB), bare {r['bareC']:7,.0f}/s; "
+                    f"  smtp: product {r['product']:7,.0f}/s ({r['elapsed']:.2f} s, first message "
+                    f"after {r['startup']:.2f} s, CPU {r['cpu']:.1f} s, {r['rss_mb']:.0f} MB), "
+                    f"bare {r['bareC']:7,.0f}/s; "
                     f"sink CPU {r['server_cpu']:.1f} s; load {r['load']}"
                 )
             print(

@@ -12,7 +12,6 @@ from pathlib import Path
 from sqlalchemy import select
 
 from digestmail.config import Settings
-from digestmail.content.source import load_issue
 from digestmail.db import Database
 from digestmail.media import MediaStore
 from digestmail.models import Issue, IssueStatus
@@ -31,6 +30,8 @@ def add_issue(db: Database, settings: Settings, path: str | Path, *, ready: bool
     and ``IssueStoreError`` when that issue was already sent: what subscribers received
     must stay on record.
     """
+    from digestmail.content.source import load_issue  # the parser: only when adding
+
     content = load_issue(path, media=MediaStore.of(settings))
     rendered = render_issue(content, settings)
     source = Path(path).read_text(encoding="utf-8-sig")

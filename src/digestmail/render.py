@@ -24,8 +24,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
 from markupsafe import Markup
 
 from digestmail.config import Settings
@@ -37,6 +35,8 @@ from digestmail.placeholders import token
 
 if TYPE_CHECKING:
     import jinja2
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,15 @@ class RenderedIssue:
 
 # --- inline Markdown ---------------------------------------------------------------
 
-# Raw HTML is never allowed: the source is escaped, and only Markdown's own
-# emphasis, code and links survive. Unsafe link schemes are dropped by markdown-it.
-_md = MarkdownIt("commonmark", {"html": False, "xhtmlOut": True, "linkify": False})
+
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    # Raw HTML is never allowed: the source is escaped, and only Markdown's own
+    # emphasis, code and links survive. Unsafe link schemes are dropped by markdown-it.
+    # Made when first needed: a sender only fills in values and never parses Markdown.
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "xhtmlOut": True, "linkify": False})
 
 
 def _is_dead_href(href: str) -> bool:
@@ -93,7 +99,7 @@ def _is_dead_href(href: str) -> bool:
 
 def _inline_tokens(source: str) -> list[Token]:
     """The inline token stream of ``source``, with links that lead nowhere unwrapped."""
-    tokens = _md.parseInline(source.strip())
+    tokens = _markdown().parseInline(source.strip())
     if not tokens:
         return []
     children = tokens[0].children or []
@@ -119,7 +125,8 @@ def inline_html(source: str) -> Markup:
     tokens = _inline_tokens(source)
     if not tokens:
         return Markup("")
-    html = _md.renderer.render(tokens, _md.options, {})
+    md = _markdown()
+    html = md.renderer.render(tokens, md.options, {})
     return Markup(html)  # markdown-it escaped the source; raw HTML is off
 
 

@@ -21,10 +21,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, cast
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Table, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from digestmail.config import Settings
@@ -114,6 +111,10 @@ def normalize(raw: str) -> Address:
     text = raw.strip()
     if not text:
         raise InvalidAddress(raw, "it is empty")
+    # Imported here, like the dialects below: the sender uses this module's keys and
+    # values, and loading a validator and both dialects would slow every send's start.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email(text, check_deliverability=False, allow_smtputf8=False, strict=True)
     except EmailNotValidError as exc:
@@ -128,6 +129,8 @@ def normalize(raw: str) -> Address:
 
 def _valid_with_smtputf8(text: str) -> bool:
     """Whether SMTPUTF8 is all an address lacks (else its real error is the one to show)."""
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         validate_email(text, check_deliverability=False, allow_smtputf8=True, strict=True)
     except EmailNotValidError:
@@ -191,6 +194,9 @@ def _insert_ignoring_duplicates(
     inserted: list[tuple[int, str]] = []
     if not rows:
         return inserted
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = cast(Table, Subscriber.__table__)

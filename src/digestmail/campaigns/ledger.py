@@ -332,15 +332,23 @@ class Ledger:
                 )
             )
         elif accepted:
+            # A provider id per message (SMTP): those go row by row, and nothing else
+            # does; a value in every row's parameters is converted once per row, so the
+            # rest is one statement over the batch (the rows still claimed are these).
             conn.execute(
                 update(D)
                 .where(D.c.id == bindparam("b_id"))
-                .values(
-                    state=DeliveryState.ACCEPTED,
-                    provider_message_id=bindparam("b_mid"),
-                    updated_at=now,
-                ),
+                .values(provider_message_id=bindparam("b_mid")),
                 [{"b_id": did, "b_mid": mid} for did, mid in accepted],
+            )
+            conn.execute(
+                update(D)
+                .where(
+                    D.c.campaign_id == self.campaign_id,
+                    D.c.batch == batch.number,
+                    D.c.state == DeliveryState.CLAIMED,
+                )
+                .values(state=DeliveryState.ACCEPTED, updated_at=now)
             )
         return Recorded(len(accepted), len(rejected), len(deferred))
 

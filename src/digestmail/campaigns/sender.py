@@ -53,7 +53,7 @@ from digestmail.models import CampaignStatus, DeliveryState, StopReason, utcnow
 from digestmail.transports import get_transport
 from digestmail.transports.base import (
     BatchResult,
-    MessageTemplate,
+    Handover,
     Transport,
     TransportError,
     UnbuildableMessage,
@@ -228,7 +228,7 @@ class _Flight:
 
     batch: Batch
     attempt: int = 0  # tries that failed as a whole
-    future: Future[BatchResult] | None = None
+    handover: Handover | None = None  # the batch prepared by the transport, to go again
 
 
 @dataclass
@@ -259,7 +259,7 @@ class _Sender:
         self.settings = settings
         self.campaign_id = campaign_id
         self.transport = transport
-        self.concurrency = settings.send_concurrency
+        self.concurrency = max(1, min(settings.send_concurrency, transport.max_in_flight))
         self.retry_delays = tuple(retry_delays)
         self.max_retry_after = max_retry_after
         self.on_progress = on_progress
@@ -386,10 +386,6 @@ class _Sender:
         )
         self.lease.release(**values)
 
-    def _send(self, template: MessageTemplate, batch: Batch) -> BatchResult:
-        """In a worker thread: one batch to the transport (which says how it went)."""
-        return self.transport.send_batch(template, batch.recipients)
-
     def _loop(
         self,
         slug: str,
@@ -426,8 +422,18 @@ class _Sender:
         stopped: CampaignStatus | None = None  # staff paused or cancelled
 
         def launch(flight: _Flight) -> None:
-            flight.future = pool.submit(self._send, template, flight.batch)
-            flying[flight.future] = flight
+            # Prepared here, handed over by a worker: this thread computes, the workers
+            # wait (see ``Transport.prepare``); a retry goes out as it was prepared.
+            future: Future[BatchResult]
+            try:
+                if flight.handover is None:
+                    flight.handover = self.transport.prepare(template, flight.batch.recipients)
+            except Exception as exc:  # decided below, like a failure on the way
+                future = Future()
+                future.set_exception(exc)
+            else:
+                future = pool.submit(flight.handover)
+            flying[future] = flight
 
         while True:
             values.tick()

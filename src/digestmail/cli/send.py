@@ -198,6 +198,8 @@ def _run(db: Database, campaign_id: int, *, resume: bool) -> CampaignInfo:
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        # Drawn for someone watching; in a script or a log it would only cost time.
+        disable=not console.is_terminal,
     ) as bar:
         task = bar.add_task(
             "send", total=None, cid=campaign_id, sent=0, failed=0, retrying=0, skipped=0, rate=0
