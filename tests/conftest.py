@@ -24,6 +24,7 @@ from digestmail.db import Database
 from digestmail.migrate import upgrade
 from tests.liveserver import serve
 from tests.pgcluster import Cluster, PostgresUnavailable, start_cluster
+from tests.signing import Signer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = sorted((FIXTURES / "samples").glob("*.txt"))
@@ -194,4 +195,28 @@ def inbound_settings(settings: Settings) -> Settings:
 def inbound_client(inbound_settings: Settings) -> Iterator[httpx.Client]:
     """An HTTP client of the real app, served by uvicorn, with the hook open."""
     with serve(inbound_settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+# --- the Event Webhook --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def webhook_signer() -> Signer:
+    """A SECP256R1 key pair made for the test session; events are signed with it."""
+    return Signer()
+
+
+@pytest.fixture
+def events_settings(settings: Settings, webhook_signer: Signer) -> Settings:
+    """Settings whose Event Webhook key is the signer's public key."""
+    return settings.model_copy(
+        update={"sendgrid_webhook_key": SecretStr(webhook_signer.public_key)}
+    )
+
+
+@pytest.fixture
+def events_client(events_settings: Settings) -> Iterator[httpx.Client]:
+    """An HTTP client of the real app, served by uvicorn, with the Event Webhook's key set."""
+    with serve(events_settings) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client

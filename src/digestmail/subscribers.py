@@ -17,7 +17,7 @@ import hmac
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any, TypeVar, cast
@@ -876,3 +876,113 @@ def iter_subscribers(
     if status is not None:
         stmt = stmt.where(Subscriber.status == status)
     yield from session.scalars(stmt)
+
+
+# --- one subscriber's record ----------------------------------------------------------
+
+
+def soft_bounce_since(settings: Settings, now: datetime) -> date:
+    """The first day whose soft-bounce points still count (the rule's one home)."""
+    return now.date() - timedelta(days=settings.soft_bounce_days - 1)
+
+
+@dataclass(frozen=True)
+class Change:
+    at: datetime
+    old_status: SubscriberStatus | None
+    new_status: SubscriberStatus
+    cause: ChangeCause
+    detail: str | None
+    by: str | None
+    event_id: int | None
+    event_kind: EventKind | None
+    provider_event_id: str | None
+
+
+@dataclass(frozen=True)
+class MailEvent:
+    """A bounce, complaint or refusal on record for the subscriber."""
+
+    at: datetime
+    kind: EventKind
+    source: str
+    reason: str | None
+    campaign_id: int | None
+    provider_event_id: str
+
+
+@dataclass(frozen=True)
+class SubscriberRecord:
+    """Everything the list knows about one person: for staff (``show``) and the admin."""
+
+    subscriber: Subscriber
+    changes: list[Change]
+    events: list[MailEvent]
+    soft_bounce_days: list[date]  # the points that still count, oldest first
+    soft_bounce_limit: int
+    soft_bounce_window: int  # days
+
+    @property
+    def soft_bounce_score(self) -> int:
+        return len(self.soft_bounce_days)
+
+
+# Events worth showing on a person's record: what happened to mail that did not arrive
+# or that they objected to (opens and deliveries are only counted, per campaign).
+_RECORDED_KINDS = (
+    EventKind.BOUNCED,
+    EventKind.BLOCKED,
+    EventKind.DROPPED,
+    EventKind.COMPLAINED,
+    EventKind.UNSUBSCRIBED,
+)
+_RECORD_EVENTS_MAX = 200
+
+
+def record_of(session: Session, settings: Settings, address: str) -> SubscriberRecord | None:
+    """The subscriber with their history of status changes, bounces and soft-bounce score."""
+    sub = find(session, address)
+    if sub is None:
+        return None
+    changes = [
+        Change(
+            at=c.at,
+            old_status=c.old_status,
+            new_status=c.new_status,
+            cause=c.cause,
+            detail=c.detail,
+            by=c.by,
+            event_id=c.event_id,
+            event_kind=c.event_kind,
+            provider_event_id=pid,
+        )
+        for c, pid in session.execute(
+            select(SubscriberChange, Event.provider_event_id)
+            .outerjoin(Event, Event.id == SubscriberChange.event_id)
+            .where(SubscriberChange.subscriber_id == sub.id)
+            .order_by(SubscriberChange.at, SubscriberChange.id)
+        )
+    ]
+    events = [
+        MailEvent(
+            e.occurred_at, e.kind, e.source.value, e.reason, e.campaign_id, e.provider_event_id
+        )
+        for e in session.scalars(
+            select(Event)
+            .where(Event.subscriber_id == sub.id, Event.kind.in_(_RECORDED_KINDS))
+            .order_by(Event.occurred_at.desc(), Event.id.desc())
+            .limit(_RECORD_EVENTS_MAX)
+        )
+    ]
+    events.reverse()
+    since = soft_bounce_since(settings, utcnow())
+    days = list(
+        session.scalars(
+            select(SoftBounce.day)
+            .where(SoftBounce.subscriber_id == sub.id, SoftBounce.day >= since)
+            .order_by(SoftBounce.day)
+        )
+    )
+    return SubscriberRecord(
+        sub, changes, events, days, settings.soft_bounce_limit, settings.soft_bounce_days
+    )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, update
@@ -126,11 +126,6 @@ def apply(
     return applied
 
 
-def window_start(settings: Settings, now: datetime) -> date:
-    """The first day whose soft-bounce points still count."""
-    return now.date() - timedelta(days=settings.soft_bounce_days - 1)
-
-
 def _score(
     session: Session, settings: Settings, points: Sequence[_Point], now: datetime
 ) -> list[subscribers.StatusChange]:
@@ -144,20 +139,19 @@ def _score(
         [{"subscriber_id": p.subscriber_id, "day": p.day, "event_id": p.event_id} for p in points],
     )
     last_event = {p.subscriber_id: p.event_id for p in points}
-    since = window_start(settings, now)
+    since = subscribers.soft_bounce_since(settings, now)
     scores: dict[int, int] = dict.fromkeys(last_event, 0)
     sids = sorted(last_event)
     for start in range(0, len(sids), _CHUNK):
-        scores.update(
-            session.execute(
-                select(SoftBounce.subscriber_id, func.count())
-                .where(
-                    SoftBounce.subscriber_id.in_(sids[start : start + _CHUNK]),
-                    SoftBounce.day >= since,
-                )
-                .group_by(SoftBounce.subscriber_id)
-            ).tuples()
+        counted = session.execute(
+            select(SoftBounce.subscriber_id, func.count())
+            .where(
+                SoftBounce.subscriber_id.in_(sids[start : start + _CHUNK]),
+                SoftBounce.day >= since,
+            )
+            .group_by(SoftBounce.subscriber_id)
         )
+        scores.update((sid, int(n)) for sid, n in counted)
     session.connection().execute(
         update(SUBS)
         .where(SUBS.c.id == bindparam("b_id"))
