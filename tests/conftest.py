@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from digestmail.config import Settings, reset_settings_cache
 from digestmail.db import Database
 from digestmail.migrate import upgrade
+from tests.imapserver import DovecotUnavailable, ImapServer, dovecot
 from tests.liveserver import serve
 from tests.pgcluster import Cluster, PostgresUnavailable, start_cluster
 from tests.signing import Signer
@@ -220,3 +221,25 @@ def events_client(events_settings: Settings) -> Iterator[httpx.Client]:
     """An HTTP client of the real app, served by uvicorn, with the Event Webhook's key set."""
     with serve(events_settings) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client
+
+
+# --- the bounce mailbox ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def imap_session() -> Iterator[ImapServer]:
+    try:
+        with dovecot() as server:
+            yield server
+    except DovecotUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Dovecot is required in CI (apt-get install dovecot-imapd): {exc}")
+        pytest.skip(f"Dovecot not available: {exc}")
+
+
+@pytest.fixture
+def imap_server(imap_session: ImapServer) -> Iterator[ImapServer]:
+    """A real IMAP server (Dovecot on 127.0.0.1) with an empty bounce mailbox."""
+    imap_session.clear()
+    yield imap_session
+    imap_session.clear()
