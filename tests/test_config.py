@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from digestmail.config import Settings
 
@@ -110,3 +110,44 @@ def test_replies_go_to_the_contact_address_by_default(monkeypatch: pytest.Monkey
     assert Settings().effective_reply_to == "editors@example.net"
     monkeypatch.setenv("DIGESTMAIL_REPLY_TO", "Desk <desk@example.net>")
     assert Settings().effective_reply_to == "Desk <desk@example.net>"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "secret"),
+    [
+        ("DIGESTMAIL_BOUNCE_IMAP_URL", "https://user:hunter2@host/", "hunter2"),
+        ("DIGESTMAIL_BOUNCE_IMAP_URL", "imaps://hunter2@:99x/", "hunter2"),
+        ("DIGESTMAIL_SENDGRID_WEBHOOK_KEY", "bm90IGEga2V5", "bm90IGEga2V5"),
+        ("DIGESTMAIL_BOUNCE_ADDRESS", "bounces+x@bounce.example.org", None),
+        ("DIGESTMAIL_BOUNCE_ADDRESS", "a" * 30 + "@bounce.example.org", None),
+        ("DIGESTMAIL_SOFT_BOUNCE_LIMIT", "0", None),
+        ("DIGESTMAIL_SOFT_BOUNCE_DAYS", "-1", None),
+    ],
+)
+def test_bad_bounce_settings_are_named_without_repeating_secrets(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, secret: str | None
+) -> None:
+    from digestmail.cli import _config_problem
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    said = _config_problem(raised.value)
+    assert name in said
+    if secret:
+        assert secret not in said
+
+
+def test_the_webhook_key_is_taken_as_sendgrid_shows_it_or_as_pem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.signing import Signer
+
+    key = Signer().public_key
+    monkeypatch.setenv("DIGESTMAIL_SENDGRID_WEBHOOK_KEY", key)
+    assert Settings().sendgrid_webhook_key == SecretStr(key)
+    pem = (
+        "-----BEGIN PUBLIC KEY-----\n" + key[:40] + "\n" + key[40:] + "\n-----END PUBLIC KEY-----\n"
+    )
+    monkeypatch.setenv("DIGESTMAIL_SENDGRID_WEBHOOK_KEY", pem)
+    assert Settings().sendgrid_webhook_key == SecretStr(key)
