@@ -118,7 +118,7 @@ def parse_sendgrid(body: bytes, *, received_at: datetime | None = None) -> Parse
     except UnicodeDecodeError as exc:
         raise NotABatch(f"the body is not UTF-8 text (byte {exc.start})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:
         raise NotABatch(f"the body is not readable JSON ({str(exc)[:200]})") from None
     if not isinstance(data, list):
@@ -141,6 +141,11 @@ def parse_sendgrid(body: bytes, *, received_at: datetime | None = None) -> Parse
         seen.add(event.event_id)
         events.append(event)
     return ParsedBatch(events, refused, duplicates)
+
+
+def _not_json(name: str) -> Any:
+    # Python reads NaN and Infinity; JSON (and PostgreSQL's JSON columns) has neither.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def sendgrid_event(
@@ -180,7 +185,12 @@ def _sendgrid_event_id(item: dict[str, Any]) -> str:
     """``sendgrid:`` and SendGrid's ``sg_event_id``; a hash of the event when it has none
     usable, so that the same event posted twice is still stored once."""
     given = item.get("sg_event_id")
-    if isinstance(given, str) and given.strip() and len(given) <= _ID_MAX_LEN - 9:
+    if (
+        isinstance(given, str)
+        and given.strip()
+        and clean_text(given) == given
+        and len(given) <= _ID_MAX_LEN - 9
+    ):
         return f"sendgrid:{given}"
     return f"sendgrid-hash:{content_hash(item)}"
 
