@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from digestmail.models import ID_MAX, Event, EventKind, EventSource, fit
+from digestmail.models import ID_MAX, Event, EventKind, EventSource, max_length
 
 # SendGrid's ``event`` field.
 SENDGRID_EVENTS: Mapping[str, EventKind] = {
@@ -65,6 +65,7 @@ _DELIVERY_ID_MAX = 2**63 - 1
 # How much of a provider's reason text is kept in its own column (the payload has all).
 REASON_MAX = 2000
 _ID_MAX_LEN = 200
+_EMAIL_MAX = max_length(Event.email)
 # JSON escapes of a NUL or of a surrogate (a lone one cannot be stored).
 _ESCAPES = re.compile(r"\\u(?:0000|d[89a-f])", re.IGNORECASE)
 
@@ -171,7 +172,7 @@ def sendgrid_event(
         event_id=_sendgrid_event_id(item),
         kind=kind,
         source=EventSource.SENDGRID,
-        email=fit(Event.email, email) if email else None,
+        email=email[:_EMAIL_MAX] if email else None,
         occurred_at=unix_time(item.get("timestamp")) or received_at,
         campaign_id=id_value(item.get("campaign_id"), ID_MAX),
         subscriber_id=id_value(item.get("subscriber_id"), ID_MAX),
