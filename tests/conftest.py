@@ -25,9 +25,12 @@ from digestmail.migrate import upgrade
 from tests.imapserver import DovecotUnavailable, ImapServer, dovecot
 from tests.liveserver import serve
 from tests.pgcluster import Cluster, PostgresUnavailable, start_cluster
+from tests.redisserver import RedisUnavailable, redis_server
 from tests.signing import Signer
 
 FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
+EXAMPLE_HERO = EXAMPLE.with_name("vol-4.1-hero.jpg")
 SAMPLES = sorted((FIXTURES / "samples").glob("*.txt"))
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -47,11 +50,21 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
             monkeypatch.delenv(key)
     monkeypatch.setenv("DIGESTMAIL_SECRET_KEY", "test-secret-key-not-for-production")
     monkeypatch.setenv("DIGESTMAIL_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.setenv("DIGESTMAIL_MEDIA_DIR", str(tmp_path / "media"))
     monkeypatch.setenv("DIGESTMAIL_DATABASE_URL", f"sqlite:///{tmp_path / 'subscribers.db'}")
     monkeypatch.chdir(tmp_path)
     reset_settings_cache()
     yield
     reset_settings_cache()
+
+
+@pytest.fixture
+def example_issue(tmp_path: Path) -> Path:
+    """The example issue, its picture in this test's media folder (where `make run` puts it)."""
+    media = tmp_path / "media"
+    media.mkdir(exist_ok=True)
+    shutil.copyfile(EXAMPLE_HERO, media / EXAMPLE_HERO.name)
+    return EXAMPLE
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -81,6 +94,40 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture(scope="session")
+def spamassassin() -> Path:
+    """Debian's ``spamassassin`` with its shipped rules; required in CI, skipped elsewhere."""
+    found = shutil.which("spamassassin")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("spamassassin is required in CI (apt-get install spamassassin)")
+        pytest.skip("Debian's spamassassin is not installed")
+    return Path(found)
+
+
+@pytest.fixture(scope="session")
+def weasyprint() -> None:
+    """WeasyPrint with its system libraries (Pango); required in CI, skipped elsewhere."""
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"WeasyPrint must work in CI (see .ci/run): {exc}")
+        pytest.skip(f"WeasyPrint cannot run here: {exc}")
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis server of this test's own on 127.0.0.1; required in CI, skipped elsewhere."""
+    try:
+        with redis_server(tmp_path) as url:
+            yield url
+    except RedisUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is required in CI: {exc}")
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.processes import free_port, stop
+
 DOVECOT = Path("/usr/sbin/dovecot")
 USER = "bounces"
 PASSWORD = "imap-test-password"
@@ -65,12 +67,6 @@ class ImapServer:
                     path.unlink()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def dovecot() -> Iterator[ImapServer]:
     if not DOVECOT.exists():
@@ -86,7 +82,7 @@ def dovecot() -> Iterator[ImapServer]:
         uid, gid = os.getuid(), os.getgid()
         internal = login = pwd.getpwuid(uid).pw_name
         group = grp.getgrgid(gid).gr_name
-    port = _free_port()
+    port = free_port()
     for sub in ("new", "cur", "tmp"):
         (root / "mail" / USER / sub).mkdir(parents=True)
     (root / "home" / USER).mkdir(parents=True)
@@ -152,10 +148,5 @@ service anvil {{
             time.sleep(0.05)
         yield ImapServer(port, root, uid, gid)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)
         shutil.rmtree(root, ignore_errors=True)

@@ -338,3 +338,39 @@ def test_add_refuses_a_complainer_unless_staff_vouch(settings: Settings) -> None
     r = runner.invoke(app, ["subscribers", "add", "lu@example.org", "--confirmed"])
     assert r.exit_code == 0, r.output
     assert _all(settings)["lu@example.org"].status is SubscriberStatus.ACTIVE
+
+
+def test_import_with_a_stray_quote_reports_that_row_and_keeps_the_next(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        'email,name\nsq1@example.com,"unterminated\nsq2@example.com,Two\nsq3@example.com,Three\n',
+        encoding="utf-8",
+    )
+    r = runner.invoke(app, ["subscribers", "import", str(path)])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "list.csv, line 2: skipped 'sq1@example.com,\"unterminated'" in out
+    assert "never closed" in out and "Added: 2" in out and "Bad rows (skipped): 1" in out
+    rows = _all(settings)
+    assert {k: v.name for k, v in rows.items()} == {
+        "sq2@example.com": "Two",
+        "sq3@example.com": "Three",
+    }
+
+
+@pytest.mark.parametrize("target", ["missing-folder/x.csv", "a-folder", "."])
+def test_export_to_a_place_that_cannot_take_a_file_says_so_and_leaves_nothing(
+    settings: Settings, tmp_path: Path, target: str
+) -> None:
+    runner.invoke(app, ["subscribers", "add", "x@example.org", "--name", "X", "--confirmed"])
+    (tmp_path / "a-folder").mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))  # the tests run in tmp_path
+
+    r = runner.invoke(app, ["subscribers", "export", "-o", target])
+
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+    assert len(r.output.strip().splitlines()) == 1 and "Nothing was written" in r.output
+    assert ("does not exist" in r.output) == (target == "missing-folder/x.csv")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no temporary copy anywhere

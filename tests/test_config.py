@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,45 @@ def test_the_webhook_key_is_taken_as_sendgrid_shows_it_or_as_pem(
     )
     monkeypatch.setenv("DIGESTMAIL_SENDGRID_WEBHOOK_KEY", pem)
     assert Settings().sendgrid_webhook_key == SecretStr(key)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("redis:/localhost", "expected a storage URI such as memory://, redis://HOST:6379/0"),
+        ("localhost:6379", "expected a storage URI such as"),
+        ("bogus://:hunter2@host", "unknown storage 'bogus://'; use one of memory://"),
+        ("redis://:hunter2@host:port/0", "the 'redis://' URI is not valid: Port could not"),
+        ("memcached://host:11211", "cannot use 'memcached://': 'pymemcache' prerequisite"),
+    ],
+)
+def test_rate_limit_storage_is_checked_without_showing_the_uri(
+    monkeypatch: pytest.MonkeyPatch, uri: str, expected: str
+) -> None:
+    monkeypatch.setenv("DIGESTMAIL_RATE_LIMIT_STORAGE", uri)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    [error] = info.value.errors()
+    assert error["loc"] == ("rate_limit_storage",)
+    assert expected in error["msg"]
+    assert "hunter2" not in str(info.value) and "hunter2" not in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "uri", ["memory://", "redis://127.0.0.1:6379/0", "rediss://:pw@redis.internal:6380/2"]
+)
+def test_rate_limit_storage_accepts_what_limits_supports(
+    monkeypatch: pytest.MonkeyPatch, uri: str
+) -> None:
+    monkeypatch.setenv("DIGESTMAIL_RATE_LIMIT_STORAGE", uri)
+    stored = Settings().rate_limit_storage
+    assert stored.get_secret_value() == uri and uri not in repr(Settings())
+
+
+def test_the_command_names_a_bad_rate_limit_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = Path(sys.executable).parent / "digestmail"
+    monkeypatch.setenv("DIGESTMAIL_RATE_LIMIT_STORAGE", "bogus://:hunter2@host")
+    done = subprocess.run([str(exe), "init"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "DIGESTMAIL_RATE_LIMIT_STORAGE: unknown storage 'bogus://'" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout and "Traceback" not in done.stderr

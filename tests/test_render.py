@@ -90,10 +90,17 @@ def test_html_has_every_part_of_a_newsletter(render_settings: Settings) -> None:
 
     assert doc.get("lang") == "en"
     assert doc.findtext(".//title") == rendered.subject
-    # Hidden preheader comes first in the body.
-    first = doc.body.xpath(".//div")[0]
-    assert "display:none" in first.get("style", "").replace(" ", "")
-    assert first.text_content().startswith(rendered.preheader)
+    # One main landmark holds one article in the language, named by its subject.
+    (main,) = doc.xpath("//*[@role='main']")
+    assert main.getparent() is doc.body
+    (article,) = main.xpath("./div[@role='article']")
+    assert (article.get("lang"), article.get("aria-label")) == ("en", rendered.subject)
+    # Hidden preheader comes first in the body, hidden without colour tricks.
+    assert doc.body.text_content().lstrip().startswith(rendered.preheader)
+    (pre,) = doc.xpath("//div[@class='dm-preheader']")
+    style = pre.get("style", "").replace(" ", "")
+    assert "display:none" in style and "mso-hide:all" in style and "max-height:0" in style
+    assert "color" not in style
     # Masthead.
     assert doc.xpath("//h1")[0].text_content().strip() == "US-Japan Alliance Digest"
     assert "Vol. 2.19" in text.replace("\xa0", " ")

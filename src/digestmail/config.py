@@ -58,7 +58,12 @@ def webhook_key_text(value: str) -> str:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="DIGESTMAIL_", env_file=None, extra="ignore", frozen=True
+        env_prefix="DIGESTMAIL_",
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        # A refused value may be a secret (a URI with a password): never echo it.
+        hide_input_in_errors=True,
     )
 
     database_url: str = "sqlite:///subscribers.db"
@@ -67,6 +72,7 @@ class Settings(BaseSettings):
 
     transport: Transport = "outbox"
     outbox_dir: Path = Path("outbox")
+    media_dir: Path = Path("media")
     smtp_url: SecretStr | None = None
     sendgrid_api_key: SecretStr | None = Field(
         default=None,
@@ -82,9 +88,9 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=5, ge=1, le=1000)
     soft_bounce_days: int = Field(default=30, ge=1, le=3650)
 
-    publication: str = "Policy Digest"
+    publication: str = "US-Japan Alliance Digest"
     from_: str = Field(
-        default="Policy Digest <digest@example.org>",
+        default="US-Japan Alliance Digest <digest@example.org>",
         validation_alias=AliasChoices("DIGESTMAIL_FROM"),
     )
     reply_to: str | None = None
@@ -96,6 +102,8 @@ class Settings(BaseSettings):
     send_rate: float = Field(default=0.0, ge=0)
     smtp_connections: int = Field(default=4, ge=1, le=64)
     subscribe_limit: str = "5/minute"
+    # A URI, and it may hold a password (redis://:PASSWORD@host): a secret.
+    rate_limit_storage: SecretStr = SecretStr("memory://")
     sender_lease: int = Field(default=30, ge=2)
     misfire_grace: int = Field(default=6 * 3600, ge=0)
     confirm_max_age: int = Field(default=7 * 24 * 3600, ge=60)
@@ -157,6 +165,14 @@ class Settings(BaseSettings):
             raise ValueError("expected a rate such as '5/minute' (per second, minute, hour or day)")
         return value.strip()
 
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _check_rate_limit_storage(cls, value: SecretStr) -> SecretStr:
+        problem = rate_limit_storage_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _real_mail_needs_real_secrets(self) -> Settings:
         dev_key = self.secret_key.get_secret_value() == DEV_SECRET_KEY
@@ -194,6 +210,31 @@ class Settings(BaseSettings):
         domain = self.contact_address.rpartition("@")[2] or "localhost"
         slug = re.sub(r"[^a-z0-9]+", "-", self.publication.lower()).strip("-") or "digest"
         return f"{self.publication} <{slug}.{domain}>"
+
+
+def rate_limit_storage_problem(uri: str) -> str | None:
+    """Why ``uri`` is not a storage the ``limits`` package can use, or None if it is.
+
+    The storage is built once here and thrown away: that checks the scheme and that its
+    client library is installed, without connecting. The message names the scheme only,
+    never the URI, which may carry a password.
+    """
+    from limits.errors import ConfigurationError
+    from limits.storage import storage_from_string
+
+    scheme, sep, _rest = uri.partition("://")
+    examples = "memory://, redis://HOST:6379/0, rediss://…, memcached://HOST:11211, mongodb://…"
+    if not sep or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+        return f"expected a storage URI such as {examples}"
+    try:
+        storage_from_string(uri)
+    except ConfigurationError as exc:
+        if "unknown storage scheme" in str(exc):
+            return f"unknown storage '{scheme}://'; use one of {examples}"
+        return f"cannot use '{scheme}://': {str(exc).replace(uri, scheme + '://…')}"
+    except (ValueError, TypeError) as exc:
+        return f"the '{scheme}://' URI is not valid: {str(exc).replace(uri, scheme + '://…')}"
+    return None
 
 
 def is_loopback(host: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import getpass
 import io
 import json
@@ -99,63 +98,39 @@ def add(
         console.print(f"{sub_email} is {status.value} (id {sub_id}).")
 
 
-def _read_csv(path: Path) -> tuple[list[subscribers.ImportRow], list[subscribers.BadRow]]:
-    """The rows of a staff CSV file, and those that are not CSV at all, by line.
-
-    The whole file is decoded first, so a wrong encoding is reported with the line it
-    is on (and nothing is imported) instead of surfacing half-way through. A row the
-    csv module cannot read (a field over its 128 KiB limit, a stray quote) is
-    reported and skipped like a bad address; the rows after it are still read.
-    """
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise fail(
-            f"{path} is not UTF-8 text: line {line} has bytes that are not UTF-8 "
-            f'({exc.reason}). Save it as "CSV UTF-8" and import it again; nothing was '
-            "imported.",
-            2,
-        ) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise fail(f"{path}, line 1: the first line is not readable as CSV ({exc})", 2) from None
-    if header is None:
-        raise fail(f"{path} is empty", 2)
-    columns = [h.strip().lower() for h in header]
-    if "email" not in columns:
-        found = ", ".join(repr(h.strip()) for h in header[:10]) or "nothing"
-        raise fail(
-            f"{path}: the first line must name the columns, with 'email' among them "
-            f"(found {found}); nothing was imported.",
-            2,
-        )
-    email_at = columns.index("email")
-    name_at = columns.index("name") if "name" in columns else None
-    rows: list[subscribers.ImportRow] = []
-    bad: list[subscribers.BadRow] = []
-    while True:
-        line = reader.line_num + 1  # where the next record starts (it may span lines)
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            bad.append(subscribers.BadRow(line, "", f"not readable as CSV ({exc})"))
-            continue
-        if not any(cell.strip() for cell in row):
-            continue
-        rows.append(
-            subscribers.ImportRow(
-                line=line,
-                email=row[email_at] if email_at < len(row) else "",
-                name=row[name_at] if name_at is not None and name_at < len(row) else None,
+def _list_problem(exc: listfile.ListFileError, path: Path) -> str:
+    """One line for a file that cannot be used at all, and what to do about it."""
+    match exc.problem:
+        case listfile.Problem.NOT_UTF8:
+            return (
+                f"{path} is not UTF-8 text: line {exc.line} has bytes that are not UTF-8 "
+                f'({exc.detail}). Save it as "CSV UTF-8" and import it again; nothing was '
+                "imported."
             )
-        )
-    return rows, bad
+        case listfile.Problem.EMPTY:
+            return f"{path} is empty; nothing was imported."
+        case listfile.Problem.HEADER_UNREADABLE:
+            return (
+                f"{path}, line 1: the first line is not readable as CSV ({exc.detail}); "
+                "nothing was imported."
+            )
+        case listfile.Problem.NO_EMAIL_COLUMN:
+            return (
+                f"{path}: the first line must name the columns, with 'email' among them "
+                f"(found {exc.detail or 'nothing'}); nothing was imported."
+            )
+        case listfile.Problem.TARGET_IS_FOLDER:
+            return (
+                f"{path} is a folder: give the file to write, such as {path / 'subscribers.csv'}. "
+                "Nothing was written."
+            )
+        case listfile.Problem.NO_SUCH_FOLDER:
+            return (
+                f"The folder {exc.detail} does not exist: create it, or export somewhere "
+                "else. Nothing was written."
+            )
+        case listfile.Problem.CANNOT_WRITE:
+            return f"Cannot write {path}: {exc.detail}. Nothing was written."
 
 
 def _shown(value: str, limit: int = 80) -> str:
@@ -180,17 +155,20 @@ def import_(
     Bad rows are reported with their line numbers and skipped; good rows are kept.
     Addresses already on the list are left exactly as they are.
     """
-    rows, unreadable = _read_csv(path)
+    try:
+        read = listfile.read_csv(path.read_bytes())
+    except listfile.ListFileError as exc:
+        raise fail(_list_problem(exc, path), 2) from None
     with database() as db, db.session() as session:
         report = subscribers.import_rows(
             session,
-            rows,
+            read.rows,
             double_opt_in=double_opt_in,
             staff=_staff(),
             source_label=path.name,
             settings=get_settings(),
         )
-    report.bad = sorted(unreadable + report.bad, key=lambda bad: bad.line)
+    report.bad = sorted(read.bad + report.bad, key=lambda bad: bad.line)
     for bad in report.bad:
         err_console.print(
             f"{path.name}, line {bad.line}: skipped {_shown(bad.value)}: {bad.reason}"
@@ -223,10 +201,11 @@ def export(
     if output is None:
         _write_export(sys.stdout, fmt, status)
         return
-    tmp = output.with_name(f".{output.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        count = _write_export(fh, fmt, status)
-    tmp.replace(output)
+    try:
+        with listfile.replacing(output) as fh:
+            count = _write_export(fh, fmt, status)
+    except listfile.ListFileError as exc:
+        raise fail(_list_problem(exc, output)) from None
     err_console.print(f"Exported {count} subscriber(s) to {output}.")
 
 
