@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from digestmail import subscribers
@@ -345,6 +347,21 @@ def test_a_batch_of_1000_events_is_stored_whole(
 
 
 # --- who may post ------------------------------------------------------------------
+# Refusals store nothing on any backend: checked on SQLite alone, to keep the suite quick.
+
+
+@pytest.fixture
+def one_db(sqlite_url: str) -> Iterator[Database]:
+    db = Database(sqlite_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def signed_client(sqlite_url: str, webhook_signer: Signer) -> Iterator[httpx.Client]:
+    settings = Settings(sendgrid_webhook_key=SecretStr(webhook_signer.public_key))
+    with serve(settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
 
 
 def _refused(database: Database, response: httpx.Response, status: int) -> None:
@@ -353,55 +370,54 @@ def _refused(database: Database, response: httpx.Response, status: int) -> None:
 
 
 def test_unsigned_posts_are_refused_and_nothing_is_stored(
-    database: Database, events_client: httpx.Client
+    one_db: Database, signed_client: httpx.Client
 ) -> None:
     body = body_of([sg_event("spamreport", "a@example.com")])
-    _refused(database, events_client.post(URL, content=body), 401)
+    _refused(one_db, signed_client.post(URL, content=body), 401)
 
 
 def test_a_tampered_body_is_refused(
-    database: Database, events_client: httpx.Client, webhook_signer: Signer
+    one_db: Database, signed_client: httpx.Client, webhook_signer: Signer
 ) -> None:
     body = body_of([sg_event("delivered", "a@example.com")])
     headers = webhook_signer.headers(body)
     tampered = body.replace(b"delivered", b"spamreport")
-    _refused(database, events_client.post(URL, content=tampered, headers=headers), 401)
+    _refused(one_db, signed_client.post(URL, content=tampered, headers=headers), 401)
 
 
 def test_a_tampered_timestamp_is_refused(
-    database: Database, events_client: httpx.Client, webhook_signer: Signer
+    one_db: Database, signed_client: httpx.Client, webhook_signer: Signer
 ) -> None:
     body = body_of([sg_event("delivered", "a@example.com")])
     headers = webhook_signer.headers(body, timestamp="1700000000")
     headers[TIMESTAMP] = "1700000001"
-    _refused(database, events_client.post(URL, content=body, headers=headers), 401)
+    _refused(one_db, signed_client.post(URL, content=body, headers=headers), 401)
 
 
 def test_a_signature_by_another_key_is_refused(
-    database: Database, events_client: httpx.Client
+    one_db: Database, signed_client: httpx.Client
 ) -> None:
     body = body_of([sg_event("delivered", "a@example.com")])
-    _refused(database, events_client.post(URL, content=body, headers=Signer().headers(body)), 401)
+    _refused(one_db, signed_client.post(URL, content=body, headers=Signer().headers(body)), 401)
 
 
 @pytest.mark.parametrize("signature", ["not base64!", "", "AAAA", "A" * 5000, "TWFu\u00e9"])
 def test_malformed_signatures_are_refused_not_errors(
-    database: Database, events_client: httpx.Client, webhook_signer: Signer, signature: str
+    one_db: Database, signed_client: httpx.Client, webhook_signer: Signer, signature: str
 ) -> None:
     body = body_of([sg_event("delivered", "a@example.com")])
     headers = webhook_signer.headers(body)
     headers[SIGNATURE] = signature
     encoded = {k: v.encode("utf-8") for k, v in headers.items()}
-    _refused(database, events_client.post(URL, content=body, headers=encoded), 401)
+    _refused(one_db, signed_client.post(URL, content=body, headers=encoded), 401)
 
 
 def test_a_body_that_is_not_utf8_is_refused(
-    database: Database, events_client: httpx.Client, webhook_signer: Signer
+    one_db: Database, signed_client: httpx.Client, webhook_signer: Signer
 ) -> None:
     body = b'[{"event": "spamreport", "email": "\xff@example.com"}]'
-    _refused(
-        database, events_client.post(URL, content=body, headers=webhook_signer.headers(body)), 401
-    )
+    response = signed_client.post(URL, content=body, headers=webhook_signer.headers(body))
+    _refused(one_db, response, 401)
 
 
 @pytest.mark.parametrize(
@@ -409,38 +425,36 @@ def test_a_body_that_is_not_utf8_is_refused(
     [b'[{"event": ', b'{"event": "bounce"}', b'"events"', b"", b"[" * 100_000, b"nan"],
 )
 def test_signed_bodies_that_are_not_a_list_of_events_are_400(
-    database: Database, events_client: httpx.Client, webhook_signer: Signer, body: bytes
+    one_db: Database, signed_client: httpx.Client, webhook_signer: Signer, body: bytes
 ) -> None:
-    response = events_client.post(URL, content=body, headers=webhook_signer.headers(body))
-    _refused(database, response, 400)
+    response = signed_client.post(URL, content=body, headers=webhook_signer.headers(body))
+    _refused(one_db, response, 400)
     assert response.text.strip()
 
 
 def test_oversized_bodies_are_413_however_they_are_sent(
-    database: Database, events_client: httpx.Client, webhook_signer: Signer
+    one_db: Database, signed_client: httpx.Client, webhook_signer: Signer
 ) -> None:
     big = b"[" + b" " * (5 * 1024 * 1024) + b"]"
     headers = webhook_signer.headers(big)
-    _refused(database, events_client.post(URL, content=big, headers=headers), 413)
+    _refused(one_db, signed_client.post(URL, content=big, headers=headers), 413)
 
     def chunks() -> object:
         for _ in range(6):
             yield b" " * (1024 * 1024)
 
     # No Content-Length (chunked): the size is counted as it is read.
-    _refused(database, events_client.post(URL, content=chunks(), headers=headers), 413)  # type: ignore[arg-type]
+    _refused(one_db, signed_client.post(URL, content=chunks(), headers=headers), 413)  # type: ignore[arg-type]
 
 
 def test_without_a_key_the_hook_is_closed_and_says_so_in_the_log(
-    database: Database,
-    settings: Settings,
-    webhook_signer: Signer,
-    caplog: pytest.LogCaptureFixture,
+    one_db: Database, webhook_signer: Signer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    settings = Settings()
     body = body_of([sg_event("spamreport", "a@example.com")])
     with caplog.at_level(logging.ERROR), serve(settings) as url:
         response = httpx.post(url + URL, content=body, headers=webhook_signer.headers(body))
-    _refused(database, response, 503)
+    _refused(one_db, response, 503)
     assert any("DIGESTMAIL_SENDGRID_WEBHOOK_KEY" in r.getMessage() for r in caplog.records)
 
 

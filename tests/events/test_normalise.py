@@ -93,7 +93,7 @@ def test_any_bytes_are_a_batch_or_refused_with_a_reason(body: bytes) -> None:
     assert len(batch.events) + batch.duplicates + len(batch.refused) >= 0
 
 
-@hsettings(max_examples=200)
+@hsettings(max_examples=100)
 @given(_batch)
 def test_every_object_is_accepted_and_everything_else_refused_by_index(items: list[Any]) -> None:
     try:
