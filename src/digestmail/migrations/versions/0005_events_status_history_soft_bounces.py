@@ -167,6 +167,11 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
+    # Events stored before kinds were normalised (none are known to exist) keep their
+    # payload and become "other", so that reading them never meets an unknown kind.
+    op.execute(
+        "UPDATE events SET type = 'other' WHERE type NOT IN ('delivered', 'deferred', 'bounced', 'blocked', 'dropped', 'complained', 'unsubscribed', 'opened', 'clicked', 'other')"
+    )
 
 
 def downgrade() -> None:
