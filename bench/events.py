@@ -251,7 +251,7 @@ def in_process(db_path: Path, key: str, signer: Any, bodies: list[bytes]) -> dic
         parsed = parse_sendgrid(body)
         t2 = time.perf_counter()
         with db.session() as session:
-            new = store(session, parsed.events)
+            new = store(session, settings, parsed.events)
         t3 = time.perf_counter()
         with db.session() as session:
             apply(session, settings, new)

@@ -43,7 +43,7 @@ from imap_tools.errors import ImapToolsError
 
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.events.normalise import Normalised, clean_text
+from digestmail.events.normalise import Normalised, address_id, clean_text
 from digestmail.models import EventKind, EventSource, utcnow
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def read_bounce(
         reason = " ".join(p for p in (status, diagnostic) if p) or None
         events.append(
             Normalised(
-                event_id=f"bounce:{key}:{email.lower()}"[:200],
+                event_id=f"bounce:{key}:{address_id(settings, email)}",
                 kind=kind,
                 source=EventSource.BOUNCE_MESSAGE,
                 email=email[:320] or None,

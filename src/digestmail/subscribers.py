@@ -752,13 +752,13 @@ def erase(session: Session, settings: Settings, address: str) -> bool:
         session.execute(
             update(Event)
             .where(Event.subscriber_id == sub.id)
-            .values(email=None, payload={"erased": True})
+            .values(email=None, payload={"erased": True}, reason=None)
         )
         session.delete(sub)
     session.execute(
         update(Event)
         .where(func.lower(Event.email) == key)
-        .values(email=None, payload={"erased": True})
+        .values(email=None, payload={"erased": True}, reason=None)
     )
     session.execute(delete(InboundMessage).where(func.lower(InboundMessage.sender) == key))
     digest = erased_hash(settings, key)

@@ -30,7 +30,7 @@ def test_events_left_unapplied_are_applied_by_apply_pending_and_only_once(
 ) -> None:
     add_subscribers(database, 2)
     with database.session() as session:
-        events.store(session, [_event(1, EventKind.COMPLAINED, "user0@example.com")])
+        events.store(session, settings, [_event(1, EventKind.COMPLAINED, "user0@example.com")])
     with database.session() as session:
         assert session.scalars(select(Event.applied_at)).one() is None
     assert events.apply_pending(database, settings) == 1
@@ -68,3 +68,20 @@ def test_only_bounces_complaints_unsubscribes_and_blocks_do_anything() -> None:
         EventKind.BLOCKED,
     }
     assert POLICY[EventKind.BLOCKED].suppress is None and POLICY[EventKind.BLOCKED].soft_bounce
+
+
+def test_events_about_an_erased_address_do_not_bring_it_back(
+    database: Database, settings: Settings
+) -> None:
+    add_subscribers(database, 1)
+    with database.session() as session:
+        subscribers.erase(session, settings, "user0@example.com")
+    events.receive(database, settings, [_event(1, EventKind.BOUNCED, "USER0@example.com")])
+    with database.session() as session:
+        row = session.scalars(select(Event)).one()
+    assert (row.kind, row.email, row.payload, row.subscriber_id) == (
+        EventKind.BOUNCED,
+        None,
+        {"erased": True},
+        None,
+    )

@@ -67,7 +67,7 @@ def receive(db: Database, settings: Settings, events: Sequence[Normalised]) -> R
     a failure of the policy is logged and leaves the events stored for later.
     """
     with db.session() as session:
-        new = store(session, events)
+        new = store(session, settings, events)
     try:
         with db.session() as session:
             changes = apply(session, settings, new)
@@ -129,7 +129,7 @@ def record_refusals(
         for r in refusals
     ]
     with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
-        new = store(session, events)
+        new = store(session, settings, events)
         changes = apply(session, settings, new, now=now)
         session.commit()  # releases the savepoint; the caller's transaction decides
     return changes

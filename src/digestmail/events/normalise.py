@@ -15,6 +15,7 @@ what is not is refused with the reason, by its place in the batch.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import re
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from digestmail.config import Settings
 from digestmail.models import ID_MAX, Event, EventKind, EventSource, max_length
 
 # SendGrid's ``event`` field.
@@ -194,6 +196,18 @@ def _sendgrid_event_id(item: dict[str, Any]) -> str:
     ):
         return f"sendgrid:{given}"
     return f"sendgrid-hash:{content_hash(item)}"
+
+
+_ADDRESS_LABEL = b"digestmail.event-address.v1"
+
+
+def address_id(settings: Settings, email: str) -> str:
+    """An address as it appears in event ids: keyed and one-way, so that an id says
+    nothing about the person once their address is erased (and nobody holding the
+    database can test guessed addresses against it)."""
+    key = hmac.new(settings.secret_key.get_secret_value().encode(), _ADDRESS_LABEL, "sha256")
+    mac = hmac.new(key.digest(), email.strip().lower().encode("utf-8", "replace"), "sha256")
+    return mac.hexdigest()[:32]
 
 
 def content_hash(value: Any) -> str:

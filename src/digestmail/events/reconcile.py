@@ -24,7 +24,13 @@ from sqlalchemy import select
 from digestmail import events
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.events.normalise import Normalised, clean_text, storable, unix_time
+from digestmail.events.normalise import (
+    Normalised,
+    address_id,
+    clean_text,
+    storable,
+    unix_time,
+)
 from digestmail.models import (
     Event,
     EventKind,
@@ -34,7 +40,6 @@ from digestmail.models import (
     fit,
     utcnow,
 )
-from digestmail.subscribers import email_key
 from digestmail.transports.sendgrid import describe_errors
 
 # SendGrid's list (its API path under /v3/suppression/) -> what an entry on it means.
@@ -97,7 +102,7 @@ def reconcile(
         entries = _read_list(client, settings, name, since, now, report)
         report.entries[name] = len(entries)
         for entry in entries:
-            event = _event(name, kind, entry, now)
+            event = _event(settings, name, kind, entry, now)
             if event is not None:
                 found.append(event)
                 list_of[event.event_id] = name
@@ -172,7 +177,9 @@ def _read_list(
     return entries
 
 
-def _event(name: str, kind: EventKind, entry: dict[str, Any], now: datetime) -> Normalised | None:
+def _event(
+    settings: Settings, name: str, kind: EventKind, entry: dict[str, Any], now: datetime
+) -> Normalised | None:
     email = entry.get("email")
     if not isinstance(email, str) or "@" not in email:
         return None
@@ -185,7 +192,7 @@ def _event(name: str, kind: EventKind, entry: dict[str, Any], now: datetime) -> 
     )
     stamp = int(created.timestamp()) if created else 0
     return Normalised(
-        event_id=f"reconcile:{name}:{stamp}:{email_key(email)}"[:200],
+        event_id=f"reconcile:{name}:{stamp}:{address_id(settings, email)}",
         kind=kind,
         source=EventSource.RECONCILE,
         email=fit(Event.email, email),

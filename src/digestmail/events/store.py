@@ -16,9 +16,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from digestmail.config import Settings
 from digestmail.events.normalise import Normalised
-from digestmail.models import Campaign, Delivery, Event, Subscriber, utcnow
-from digestmail.subscribers import email_key
+from digestmail.models import Campaign, Delivery, ErasedAddress, Event, Subscriber, utcnow
+from digestmail.subscribers import email_key, erased_hash
 
 _CHUNK = 1000
 EVENTS = cast(Table, Event.__table__)
@@ -37,13 +38,17 @@ def _lookup(session: Session, query: Any, column: Any, keys: Iterable[Any]) -> l
     return found
 
 
-def store(session: Session, events: Sequence[Normalised]) -> list[int]:
+def store(session: Session, settings: Settings, events: Sequence[Normalised]) -> list[int]:
     """Insert the events not stored before; the row ids of those that are new.
 
     Each is tied to what it is about: the delivery its custom args (or VERP token)
     name, and through it the campaign and subscriber; else the campaign and
     subscriber ids it names, when they exist; else the subscriber with its address
     (mail sent before events carried ids). Ids that name nothing are dropped.
+
+    An event about an address erased on request keeps its kind and time but not the
+    address (nor the payload that repeats it): a provider reporting on old mail, or
+    its suppression lists read back, must not bring the person back into the database.
     """
     if not events:
         return []
@@ -104,9 +109,22 @@ def store(session: Session, events: Sequence[Normalised]) -> list[int]:
     for row in _lookup(
         session, select(Subscriber.id, Subscriber.email_key), Subscriber.email_key, by_address
     ):
-        for event_row in by_address[row.email_key]:
+        for event_row in by_address.pop(row.email_key):
             event_row["subscriber_id"] = row.id
+    _forget_erased(session, settings, by_address)
     return _insert_new(session, rows)
+
+
+def _forget_erased(
+    session: Session, settings: Settings, by_address: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Drop the address from events about nobody on the list whose address was erased."""
+    if not by_address or session.scalar(select(ErasedAddress.id).limit(1)) is None:
+        return
+    hashes = {erased_hash(settings, key): key for key in by_address}
+    for row in _lookup(session, select(ErasedAddress.email_hash), ErasedAddress.email_hash, hashes):
+        for event_row in by_address[hashes[row.email_hash]]:
+            event_row.update(email=None, reason=None, payload={"erased": True})
 
 
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> list[int]:
