@@ -11,10 +11,12 @@ import logging
 import typer
 
 from digestmail.cli import errors
+from digestmail.cli import events as events_cli
 from digestmail.cli import issue as issue_cli
 from digestmail.cli import issue_store as _issue_store  # noqa: F401  (issue add, issue list)
 from digestmail.cli import send as send_cli
 from digestmail.cli import serve as serve_cli
+from digestmail.cli import stats as stats_cli
 from digestmail.cli import subscribers as subscribers_cli
 from digestmail.cli.common import console, database
 from digestmail.config import get_settings
@@ -31,6 +33,8 @@ app.command("send")(send_cli.send)
 app.add_typer(send_cli.campaign_app, name="campaign")
 app.add_typer(subscribers_cli.app, name="subscribers")
 app.command("serve")(serve_cli.serve)
+app.add_typer(events_cli.app, name="events")
+app.command("stats")(stats_cli.stats_command)
 
 
 @app.callback()

@@ -17,7 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from digestmail import campaigns
+from digestmail import campaigns, stats
 from digestmail.campaigns import (
     CampaignError,
     CampaignExists,
@@ -32,6 +32,7 @@ from digestmail.campaigns import (
 )
 from digestmail.cli.common import console, database, err_console, fail
 from digestmail.cli.errors import words_for
+from digestmail.cli.stats import figure_lines
 from digestmail.config import get_settings
 from digestmail.db import Database
 from digestmail.issues import get_issue
@@ -377,8 +378,11 @@ def status(
             info = newest[0]
         else:
             info = campaigns.campaign_info(db, campaign_id)
+        figures = stats.campaign_figures(db, info.id)
     if as_json:
-        typer.echo(json.dumps(info.to_json(), indent=2))
+        data = info.to_json()
+        data["figures"] = figures.to_json() if figures else None
+        typer.echo(json.dumps(data, indent=2))
         return
     console.print(f"Campaign {info.id}: {info.issue_slug}, {info.status.value} ({info.transport})")
     for label, value in (
@@ -401,6 +405,9 @@ def status(
     why = stop_explained(info)
     if why:
         console.print(f"  Error: {why}")
+    if figures is not None and info.started_at is not None:
+        for line in figure_lines(figures):
+            console.print(f"  {line}")
 
 
 @campaign_app.command("pause")
