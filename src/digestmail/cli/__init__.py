@@ -12,6 +12,7 @@ from digestmail.cli import issue as issue_cli
 from digestmail.cli import issue_store as _issue_store  # noqa: F401  (issue add, issue list)
 from digestmail.cli import send as send_cli
 from digestmail.cli import serve as serve_cli
+from digestmail.cli import staff as staff_cli
 from digestmail.cli import subscribers as subscribers_cli
 from digestmail.cli.common import console, database, err_console
 from digestmail.config import get_settings
@@ -27,6 +28,7 @@ app.command("send")(send_cli.send)
 app.add_typer(send_cli.campaign_app, name="campaign")
 app.add_typer(subscribers_cli.app, name="subscribers")
 app.command("serve")(serve_cli.serve)
+app.add_typer(staff_cli.app, name="staff")
 
 
 @app.callback()
