@@ -31,9 +31,20 @@ class CampaignRunner:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self._threads: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
 
     def start(self, campaign_id: int, *, resume: bool) -> CampaignError | None:
-        """Send the campaign in the background; the refusal if its sender could not start."""
+        """Send the campaign in the background; the refusal if its sender could not start.
+
+        A sender of this process that is still finishing its batch after a pause (it
+        holds the campaign's lease until then) is waited for first, so that Continue
+        right after Pause goes on rather than finding the campaign taken.
+        """
+        with self._lock:
+            earlier = self._threads.get(campaign_id)
+        if earlier is not None:
+            earlier.join(START_WAIT)
         taken = threading.Event()
         refused: list[CampaignError] = []
 
@@ -58,6 +69,9 @@ class CampaignRunner:
                 taken.set()
 
         thread = threading.Thread(target=work, name=f"campaign-{campaign_id}", daemon=True)
+        with self._lock:
+            self._threads = {c: t for c, t in self._threads.items() if t.is_alive()}
+            self._threads[campaign_id] = thread
         thread.start()
         taken.wait(START_WAIT)
         return refused[0] if refused else None

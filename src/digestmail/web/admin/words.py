@@ -30,6 +30,16 @@ STATUS = {
     CampaignStatus.FAILED: "Stopped by a problem",
 }
 
+# "This sending …" in a sentence.
+_IS = {
+    CampaignStatus.SCHEDULED: "is waiting to start",
+    CampaignStatus.SENDING: "is being sent",
+    CampaignStatus.PAUSED: "is paused",
+    CampaignStatus.SENT: "has finished",
+    CampaignStatus.CANCELLED: "was cancelled",
+    CampaignStatus.FAILED: "was stopped by a problem",
+}
+
 ISSUE_STATUS = {
     IssueStatus.DRAFT: "Draft",
     IssueStatus.READY: "Ready to send",
@@ -50,8 +60,8 @@ def campaign_problem(exc: CampaignError) -> str:
     if isinstance(exc, CampaignExists):
         if exc.unfinished and exc.status is not None:
             return (
-                f"This issue is already being sent ({STATUS[exc.status].lower()}). Continue "
-                "or cancel that sending before starting another."
+                f"A sending of this issue {_IS[exc.status]}. Continue or cancel it before "
+                "starting another."
             )
         if exc.failed:
             return (
@@ -61,7 +71,7 @@ def campaign_problem(exc: CampaignError) -> str:
         done = f" on {when(exc.finished_at)}" if exc.finished_at else ""
         return f"This issue was already sent{done}."
     if isinstance(exc, WrongStatus):
-        return f"This sending is {STATUS[exc.status].lower()}, so that cannot be done now."
+        return f"This sending {_IS[exc.status]}, so that cannot be done now."
     if isinstance(exc, LeaseHeld):
         return "This sending is already going on (another process is sending it)."
     if isinstance(exc, LeaseLost):
