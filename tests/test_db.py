@@ -81,3 +81,30 @@ def test_migration_0002_keeps_what_0001_stored(database: Database) -> None:
             "hello",
             None,
         )
+
+
+def test_migration_0006_renames_staff_username_to_email_and_back(database: Database) -> None:
+    from alembic import command
+
+    from digestmail.migrate import alembic_config
+
+    def migrate(direction: str, revision: str) -> None:
+        cfg = alembic_config(database.url)
+        with database.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, direction)(cfg, revision)
+
+    migrate("downgrade", "0003")
+    inspector = sa.inspect(database.engine)
+    assert not inspector.has_table("staff_sessions")
+    assert "username" in {c["name"] for c in inspector.get_columns("staff")}
+    with database.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO staff (id, username, password_hash, created_at)"
+            " VALUES (1, 'ann@example.org', 'h', '2026-01-02 03:04:05')"
+        )
+    migrate("upgrade", "head")
+    with database.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT email FROM staff").scalar() == "ann@example.org"
+    migrate("downgrade", "0003")
+    migrate("upgrade", "head")
