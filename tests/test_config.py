@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from digestmail.config import Settings
+from digestmail.config import SECRET_KEY_MIN, Settings, problems
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -154,3 +154,100 @@ def test_the_command_names_a_bad_rate_limit_storage(monkeypatch: pytest.MonkeyPa
     assert done.returncode == 2
     assert "DIGESTMAIL_RATE_LIMIT_STORAGE: unknown storage 'bogus://'" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+# --- every setting is checked when it is read, and the report names its variable ---------
+
+
+def _problems(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    return problems(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("DIGESTMAIL_LOG_LEVEL", "LOUD", "must be one of DEBUG, INFO, WARNING, ERROR"),
+        ("DIGESTMAIL_SMTP_URL", "http://x", "must start with smtp:// or smtps://"),
+        ("DIGESTMAIL_SENDGRID_TIMEOUT", "-1", "greater than 0"),
+        ("DIGESTMAIL_SMTP_TIMEOUT", "0", "greater than 0"),
+        ("DIGESTMAIL_FROM", "garbage", "is not one email address"),
+        ("DIGESTMAIL_FROM", "A <a@example.org>, B <b@example.org>", "is not one email address"),
+        ("DIGESTMAIL_FROM", "Digest <digest@example.org>\r\nBcc: x@evil.example", "line break"),
+        ("DIGESTMAIL_REPLY_TO", "x@", "is not one email address"),
+        ("DIGESTMAIL_CONTACT_ADDRESS", "Desk <desk@example.org>", "not permitted"),
+        ("DIGESTMAIL_CONTACT_ADDRESS", "nobody", "is not a valid email address"),
+        ("DIGESTMAIL_DATABASE_URL", "garbage", "is not a database URL"),
+        ("DIGESTMAIL_DATABASE_URL", "", "is empty"),
+        ("DIGESTMAIL_DATABASE_URL", "mysql://u:p@db/x", "names 'mysql'"),
+        ("DIGESTMAIL_DATABASE_URL", "postgresql+asyncpg://u:p@db/x", "the databases supported"),
+        ("DIGESTMAIL_BASE_URL", "digest.example.org", "is not a web address"),
+        ("DIGESTMAIL_SENDGRID_API_HOST", "ftp://api.example", "is not a web address"),
+        ("DIGESTMAIL_PUBLICATION", "Digest\nBcc: x", "line break"),
+        ("DIGESTMAIL_TEMPLATES_DIR", "/nowhere/templates", "is not a templates folder"),
+        ("DIGESTMAIL_BATCH_SIZE", "many", "valid integer"),
+    ],
+)
+def test_a_bad_value_is_refused_when_read_in_one_line_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, said: str
+) -> None:
+    (line,) = _problems(monkeypatch, **{name: value})
+    assert line.startswith(f"{name}: ") and said in line
+    assert "\n" not in line.rstrip("\n").replace(repr(value), "")
+
+
+def test_a_bad_secret_value_is_never_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    (line,) = _problems(monkeypatch, DIGESTMAIL_SMTP_URL="smtp://u:hunter2@mx?tls=1")
+    assert line.startswith("DIGESTMAIL_SMTP_URL: unknown option(s) tls") and "hunter2" not in line
+    monkeypatch.delenv("DIGESTMAIL_SMTP_URL")
+    (line,) = _problems(monkeypatch, DIGESTMAIL_DATABASE_URL="mysql://u:hunter2@db/x")
+    assert "hunter2" not in line
+
+
+def test_an_outbox_folder_that_is_a_file_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "outbox-file").write_text("not a folder")
+    (line,) = _problems(monkeypatch, DIGESTMAIL_OUTBOX_DIR=str(tmp_path / "outbox-file"))
+    assert line.startswith("DIGESTMAIL_OUTBOX_DIR: ") and "is a file, not a folder" in line
+
+
+def test_values_are_read_in_the_form_the_rest_of_the_system_uses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DIGESTMAIL_LOG_LEVEL", "debug")
+    monkeypatch.setenv("DIGESTMAIL_DATABASE_URL", "postgresql://digest:pw@db.internal/digest")
+    monkeypatch.setenv("DIGESTMAIL_TRANSPORT", "smtp")
+    monkeypatch.setenv("DIGESTMAIL_SMTP_URL", "smtps://u:p%40ss@mx.example.org")
+    s = Settings()
+    assert s.log_level == "DEBUG"
+    assert s.database_url == "postgresql+psycopg://digest:pw@db.internal/digest"
+    assert s.smtp is not None and (s.smtp.port, s.smtp.password) == (465, "p@ss")
+
+
+@pytest.mark.parametrize("key", ["", "x", "k" * (SECRET_KEY_MIN - 1)])
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"DIGESTMAIL_BASE_URL": "https://digest.example.org"},
+        {"DIGESTMAIL_TRANSPORT": "sendgrid", "SENDGRID_API_KEY": "SG.test"},
+    ],
+)
+def test_a_secret_key_too_short_to_protect_links_is_refused_where_the_built_in_one_is(
+    monkeypatch: pytest.MonkeyPatch, key: str, where: dict[str, str]
+) -> None:
+    (line,) = _problems(monkeypatch, DIGESTMAIL_SECRET_KEY=key, **where)
+    assert f"DIGESTMAIL_SECRET_KEY must be at least {SECRET_KEY_MIN} characters" in line
+    assert f"it is {len(key)}" in line and f"'{key}'" not in line  # its length, never itself
+    monkeypatch.setenv("DIGESTMAIL_SECRET_KEY", "k" * SECRET_KEY_MIN)
+    assert Settings().secret_key.get_secret_value() == "k" * SECRET_KEY_MIN
+
+
+def test_a_short_secret_key_is_fine_on_a_laptop_with_the_outbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DIGESTMAIL_SECRET_KEY", "dev")
+    assert Settings().transport == "outbox"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lxml.html
 import pytest
+from pydantic import ValidationError
 
 from digestmail.config import Settings
 from digestmail.content.model import HeroImage, Issue, Item
@@ -206,8 +207,13 @@ def test_a_broken_template_is_a_render_error(tmp_path: Path) -> None:
     (tmp_path / "email" / "issue.mjml.j2").write_text("<mjml><mj-body><mj-section>")
     with pytest.raises(RenderError, match="MJML"):
         render_issue(make_issue(), Settings(templates_dir=tmp_path))
+    # A folder that is not there is refused when the settings are read…
+    with pytest.raises(ValidationError, match="not a templates folder"):
+        Settings(templates_dir=tmp_path / "nowhere")
+    # …and one that goes away later is still a render error, not a crash.
+    gone = Settings(templates_dir=tmp_path).model_copy(update={"templates_dir": tmp_path / "x"})
     with pytest.raises(RenderError, match="not found"):
-        render_issue(make_issue(), Settings(templates_dir=tmp_path / "nowhere"))
+        render_issue(make_issue(), gone)
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)

@@ -22,20 +22,24 @@ from tests.conftest import EXAMPLE, EXAMPLE_HERO
 
 pytestmark = pytest.mark.browser
 
+# Links in the email point here; no server listens, the picture is served by ``_open``.
+BASE_URL = "http://127.0.0.1:9"
+
 
 @pytest.fixture(scope="module")
 def email_page(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The example issue as one recipient receives it, written to a local file URL.
 
-    Its picture is the example's own, in a media folder beside the page; the base URL
-    is that folder, so the page needs no network and the layout has the real image.
+    Its picture is the example's own, in a media folder; the browser is answered with
+    that file for the picture's URL (``_open``), so the page needs no network and the
+    layout has the real image.
     """
     folder = tmp_path_factory.mktemp("email")
     (folder / "media").mkdir()
     shutil.copyfile(EXAMPLE_HERO, folder / "media" / EXAMPLE_HERO.name)
     # Module-scoped: runs before the per-test environment, so it names its own key.
     settings = Settings(
-        base_url=folder.as_uri(), secret_key="test-secret", media_dir=folder / "media"
+        base_url=BASE_URL, secret_key="test-secret-" + "x" * 32, media_dir=folder / "media"
     )
     issue = load_issue(EXAMPLE, media=MediaStore.of(settings))
     rendered = render_issue(issue, settings)
@@ -55,6 +59,9 @@ def _open(
     browser: Browser, url: str, width: int, scheme: Literal["light", "dark"] = "light"
 ) -> Page:
     page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    page.route(
+        f"{BASE_URL}/media/{EXAMPLE_HERO.name}", lambda route: route.fulfill(path=EXAMPLE_HERO)
+    )
     page.goto(url)
     page.wait_for_load_state("load")
     return page

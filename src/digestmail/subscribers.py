@@ -535,11 +535,33 @@ def erase(session: Session, settings: Settings, address: str) -> bool:
         .values(email=None, payload={"erased": True})
     )
     session.execute(delete(InboundMessage).where(func.lower(InboundMessage.sender) == key))
+    _erase_inbound_mentions(session, key)
     digest = erased_hash(settings, key)
     if session.scalar(select(ErasedAddress.id).where(ErasedAddress.email_hash == digest)) is None:
         session.add(ErasedAddress(email_hash=digest))
     session.flush()
     return sub is not None
+
+
+def _erase_inbound_mentions(session: Session, key: str) -> None:
+    """Delete kept inbound mail whose raw post names the address anywhere.
+
+    A post whose From could not be read has no ``sender`` to match, but the person's
+    address is still in its raw bytes (a header, the body, the envelope). Mail to the
+    contact address is a few messages a day, so reading the raw posts here is cheap,
+    and comparing bytes works on both databases whatever the posts' encodings.
+    """
+    needle = key.encode("utf-8")
+    rows = session.execute(
+        select(InboundMessage.id, InboundMessage.raw)
+        .where(InboundMessage.raw.is_not(None))
+        .execution_options(yield_per=200)
+    )
+    doomed = [row.id for row in rows if row.raw is not None and needle in row.raw.lower()]
+    for chunk in range(0, len(doomed), _CHUNK):
+        session.execute(
+            delete(InboundMessage).where(InboundMessage.id.in_(doomed[chunk : chunk + _CHUNK]))
+        )
 
 
 # --- bulk import ---------------------------------------------------------------------

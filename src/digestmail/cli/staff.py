@@ -1,4 +1,8 @@
-"""``digestmail staff …``: the accounts that sign in to the admin at /admin."""
+"""``digestmail staff …``: the accounts that sign in to the admin at /admin.
+
+A refusal of the staff code (``staff.StaffError``) ends the command in one line,
+worded here (``words_for``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from rich.table import Table
 
 from digestmail import staff
 from digestmail.cli.common import console, database, fail
+from digestmail.cli.errors import words_for
 
 app = typer.Typer(
     help="Staff accounts for the admin in the browser: add, list, remove, password.",
@@ -22,6 +27,11 @@ _PASSWORD_STDIN = typer.Option(
     help="Read the password from the first line of standard input (scripts), "
     "instead of asking for it twice.",
 )
+
+
+@words_for(staff.StaffError)
+def _staff_error(exc: staff.StaffError) -> tuple[str, int]:
+    return _problem(exc), 1
 
 
 def _problem(exc: staff.StaffError) -> str:
@@ -84,12 +94,9 @@ def add(
     with database() as db:
         if if_no_staff and staff.count(db):
             return
-        try:
-            key = staff.account_key(email)
-            password = staff.generate_password() if generate else _read_password(password_stdin)
-            member = staff.add(db, key, password)
-        except staff.StaffError as exc:
-            raise fail(_problem(exc)) from None
+        key = staff.account_key(email)
+        password = staff.generate_password() if generate else _read_password(password_stdin)
+        member = staff.add(db, key, password)
     console.print(f"Added the staff account {member.email}.")
     if generate:
         console.print(f"Its password (shown only this once): {password}")
@@ -121,10 +128,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
 def remove(email: str = typer.Argument(..., help="The account's email address.")) -> None:
     """Remove a staff account; wherever it is signed in, it is signed out at once."""
     with database() as db:
-        try:
-            staff.remove(db, email)
-        except staff.StaffError as exc:
-            raise fail(_problem(exc)) from None
+        staff.remove(db, email)
     console.print(f"Removed the staff account {staff.account_key(email)}; its sign-ins ended.")
 
 
@@ -135,9 +139,6 @@ def password(
 ) -> None:
     """Set a new password; every browser signed in with the old one is signed out."""
     with database() as db:
-        try:
-            key = staff.find(db, email).email
-            staff.set_password(db, key, _read_password(password_stdin))
-        except staff.StaffError as exc:
-            raise fail(_problem(exc)) from None
+        key = staff.find(db, email).email
+        staff.set_password(db, key, _read_password(password_stdin))
     console.print(f"Changed the password of {key}; its other sign-ins ended.")
