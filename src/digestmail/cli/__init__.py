@@ -16,6 +16,7 @@ from digestmail.cli import issue as issue_cli
 from digestmail.cli import issue_store as _issue_store  # noqa: F401  (issue add, issue list)
 from digestmail.cli import send as send_cli
 from digestmail.cli import serve as serve_cli
+from digestmail.cli import staff as staff_cli
 from digestmail.cli import stats as stats_cli
 from digestmail.cli import subscribers as subscribers_cli
 from digestmail.cli.common import console, database
@@ -35,6 +36,7 @@ app.add_typer(subscribers_cli.app, name="subscribers")
 app.command("serve")(serve_cli.serve)
 app.add_typer(events_cli.app, name="events")
 app.command("stats")(stats_cli.stats_command)
+app.add_typer(staff_cli.app, name="staff")
 
 
 @app.callback()
