@@ -22,9 +22,11 @@ from pydantic import SecretStr
 from digestmail.config import Settings, reset_settings_cache
 from digestmail.db import Database
 from digestmail.migrate import upgrade
+from tests.imapserver import DovecotUnavailable, ImapServer, dovecot
 from tests.liveserver import serve
 from tests.pgcluster import Cluster, PostgresUnavailable, start_cluster
 from tests.redisserver import RedisUnavailable, redis_server
+from tests.signing import Signer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
@@ -242,3 +244,49 @@ def inbound_client(inbound_settings: Settings) -> Iterator[httpx.Client]:
     """An HTTP client of the real app, served by uvicorn, with the hook open."""
     with serve(inbound_settings) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client
+
+
+# --- the Event Webhook --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def webhook_signer() -> Signer:
+    """A SECP256R1 key pair made for the test session; events are signed with it."""
+    return Signer()
+
+
+@pytest.fixture
+def events_settings(settings: Settings, webhook_signer: Signer) -> Settings:
+    """Settings whose Event Webhook key is the signer's public key."""
+    return settings.model_copy(
+        update={"sendgrid_webhook_key": SecretStr(webhook_signer.public_key)}
+    )
+
+
+@pytest.fixture
+def events_client(events_settings: Settings) -> Iterator[httpx.Client]:
+    """An HTTP client of the real app, served by uvicorn, with the Event Webhook's key set."""
+    with serve(events_settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+# --- the bounce mailbox ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def imap_session() -> Iterator[ImapServer]:
+    try:
+        with dovecot() as server:
+            yield server
+    except DovecotUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Dovecot is required in CI (apt-get install dovecot-imapd): {exc}")
+        pytest.skip(f"Dovecot not available: {exc}")
+
+
+@pytest.fixture
+def imap_server(imap_session: ImapServer) -> Iterator[ImapServer]:
+    """A real IMAP server (Dovecot on 127.0.0.1) with an empty bounce mailbox."""
+    imap_session.clear()
+    yield imap_session
+    imap_session.clear()

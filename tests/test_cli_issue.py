@@ -61,6 +61,20 @@ def test_import_to_stdout_with_date() -> None:
     assert "no date in the archive" not in result.stderr
 
 
+def test_import_without_a_publication_name_says_how_to_give_one(tmp_path: Path) -> None:
+    """The importer names what is missing; the command line says which option gives it."""
+    text = SAMPLES[0].read_text(encoding="utf-8")
+    headless = tmp_path / "headless.txt"
+    headless.write_text(text.replace("US-Japan Alliance Digest", "").replace("Digest", ""))
+    result = runner.invoke(app, ["issue", "import", str(headless)])
+    assert result.exit_code == 1
+    assert "no publication name found" in result.stderr
+    assert "give it with --publication" in result.stderr
+    named = runner.invoke(app, ["issue", "import", str(headless), "--publication", "Named Digest"])
+    assert named.exit_code == 0, named.output
+    assert named.stdout.startswith("---\npublication: Named Digest\n")
+
+
 def test_import_rejects_a_bad_date_option() -> None:
     result = runner.invoke(app, ["issue", "import", str(SAMPLES[0]), "--date", "13/10/2023"])
     assert result.exit_code == 2

@@ -11,10 +11,16 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from digestmail import subscribers
-from digestmail.cli import app
+from digestmail.cli import app, common
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.models import ErasedAddress, Subscriber, SubscriberSource, SubscriberStatus
+from digestmail.models import (
+    ChangeCause,
+    ErasedAddress,
+    Subscriber,
+    SubscriberSource,
+    SubscriberStatus,
+)
 from tests.webhelpers import outbox_messages
 
 runner = CliRunner()
@@ -248,11 +254,15 @@ def _insert_named(settings: Settings, names: list[str]) -> None:
     db.dispose()
 
 
-def test_subscribers_list_prints_names_that_look_like_markup_as_typed(settings: Settings) -> None:
+def test_subscribers_list_prints_names_that_look_like_markup_as_typed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     names = ["[/bold]", "[link=https://evil.example]Click[/link]", ":smile: [red]x", "\x1b]0;t"]
     _insert_named(settings, names)
+    # Wide enough that no name wraps inside its cell, whatever terminal ran the tests.
+    monkeypatch.setattr(common.console, "_width", 200)
 
-    r = runner.invoke(app, ["subscribers", "list"], env={"COLUMNS": "200"})
+    r = runner.invoke(app, ["subscribers", "list"])
 
     assert r.exit_code == 0, r.output
     assert r.exception is None
@@ -286,6 +296,52 @@ def test_export_makes_formula_cells_safe_for_spreadsheets(
     # JSON is data for programs, not a spreadsheet: values as stored.
     r = runner.invoke(app, ["subscribers", "export", "--format", "json"])
     assert [row["name"] for row in json.loads(r.stdout)] == names
+
+
+def test_show_tells_the_whole_story_of_one_subscriber(settings: Settings) -> None:
+    assert (
+        runner.invoke(app, ["subscribers", "add", "kim@example.org", "--confirmed"]).exit_code == 0
+    )
+    db = Database(settings.database_url)
+    with db.session() as s:
+        sub = subscribers.find(s, "kim@example.org")
+        assert sub is not None
+        subscribers.suppress(s, sub.id, SubscriberStatus.COMPLAINED, cause=ChangeCause.EVENT)
+    db.dispose()
+    r = runner.invoke(app, ["subscribers", "show", "KIM@example.org"])
+    assert r.exit_code == 0, r.output
+    assert "kim@example.org" in r.output and "complained" in r.output
+    assert "added as pending, by staff" in r.output
+    assert "pending -> active, by staff" in r.output
+    assert "active -> complained, by a mail event" in r.output
+    assert "Soft bounces: 0 of 5" in r.output
+    r = runner.invoke(app, ["subscribers", "show", "kim@example.org", "--json"])
+    data = json.loads(r.output)
+    assert data["status"] == "complained"
+    assert [c["to"] for c in data["changes"]] == ["pending", "active", "complained"]
+    assert data["consent"]["by"].startswith("staff")
+    assert data["soft_bounces"] == {"score": 0, "limit": 5, "window_days": 30, "days": []}
+    r = runner.invoke(app, ["subscribers", "show", "nobody@example.org"])
+    assert r.exit_code == 1 and "No subscriber" in r.output
+
+
+def test_add_refuses_a_complainer_unless_staff_vouch(settings: Settings) -> None:
+    assert (
+        runner.invoke(app, ["subscribers", "add", "lu@example.org", "--confirmed"]).exit_code == 0
+    )
+    db = Database(settings.database_url)
+    with db.session() as s:
+        sub = subscribers.find(s, "lu@example.org")
+        assert sub is not None
+        subscribers.suppress(s, sub.id, SubscriberStatus.COMPLAINED, cause=ChangeCause.EVENT)
+    db.dispose()
+    r = runner.invoke(app, ["subscribers", "add", "lu@example.org"])
+    assert r.exit_code == 1
+    assert "marked the digest as spam" in r.output and "--confirmed" in r.output
+    assert outbox_messages(Path(settings.outbox_dir)) == []
+    r = runner.invoke(app, ["subscribers", "add", "lu@example.org", "--confirmed"])
+    assert r.exit_code == 0, r.output
+    assert _all(settings)["lu@example.org"].status is SubscriberStatus.ACTIVE
 
 
 def test_import_with_a_stray_quote_reports_that_row_and_keeps_the_next(

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from digestmail.config import SECRET_KEY_MIN, Settings, problems
 
@@ -112,6 +112,47 @@ def test_replies_go_to_the_contact_address_by_default(monkeypatch: pytest.Monkey
     assert Settings().effective_reply_to == "editors@example.net"
     monkeypatch.setenv("DIGESTMAIL_REPLY_TO", "Desk <desk@example.net>")
     assert Settings().effective_reply_to == "Desk <desk@example.net>"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "secret"),
+    [
+        ("DIGESTMAIL_BOUNCE_IMAP_URL", "https://user:hunter2@host/", "hunter2"),
+        ("DIGESTMAIL_BOUNCE_IMAP_URL", "imaps://hunter2@:99x/", "hunter2"),
+        ("DIGESTMAIL_SENDGRID_WEBHOOK_KEY", "bm90IGEga2V5", "bm90IGEga2V5"),
+        ("DIGESTMAIL_BOUNCE_ADDRESS", "bounces+x@bounce.example.org", None),
+        ("DIGESTMAIL_BOUNCE_ADDRESS", "a" * 30 + "@bounce.example.org", None),
+        ("DIGESTMAIL_SOFT_BOUNCE_LIMIT", "0", None),
+        ("DIGESTMAIL_SOFT_BOUNCE_DAYS", "-1", None),
+    ],
+)
+def test_bad_bounce_settings_are_named_without_repeating_secrets(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, secret: str | None
+) -> None:
+    from digestmail.config import problems
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    said = "; ".join(problems(raised.value))
+    assert name in said
+    if secret:
+        assert secret not in said
+
+
+def test_the_webhook_key_is_taken_as_sendgrid_shows_it_or_as_pem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.signing import Signer
+
+    key = Signer().public_key
+    monkeypatch.setenv("DIGESTMAIL_SENDGRID_WEBHOOK_KEY", key)
+    assert Settings().sendgrid_webhook_key == SecretStr(key)
+    pem = (
+        "-----BEGIN PUBLIC KEY-----\n" + key[:40] + "\n" + key[40:] + "\n-----END PUBLIC KEY-----\n"
+    )
+    monkeypatch.setenv("DIGESTMAIL_SENDGRID_WEBHOOK_KEY", pem)
+    assert Settings().sendgrid_webhook_key == SecretStr(key)
 
 
 @pytest.mark.parametrize(

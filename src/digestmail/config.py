@@ -9,6 +9,8 @@ when the first message is sent or the server starts.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.policy
 import json
 import os
@@ -46,6 +48,35 @@ SECRET_KEY_MIN = 32
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+_LOCAL_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_DOMAIN_RE = re.compile(r"^[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
+# A bounce address's local part leaves room for "+" and a message's token (VERP).
+BOUNCE_LOCAL_MAX = 24
+
+
+def webhook_key_text(value: str) -> str:
+    """The Event Webhook verification key as SendGrid shows it (base64 of the DER public
+    key), checked to be an ECDSA P-256 key; a pasted PEM block is accepted too.
+
+    Raises ``ValueError`` naming what is wrong, never repeating the value.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    lines = [line.strip() for line in value.strip().splitlines()]
+    text = "".join(line for line in lines if line and not line.startswith("-----"))
+    try:
+        der = base64.b64decode(text, validate=True)
+        key = load_der_public_key(der)
+    except (ValueError, binascii.Error, TypeError):
+        raise ValueError(
+            "not a verification key as SendGrid shows it (base64 text of a public key)"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError("not an ECDSA P-256 key, which is what SendGrid signs events with")
+    return text
+
+
 # Values that end up in headers or one-line texts: a control character would break
 # the header or start a new one.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -53,7 +84,7 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # a bad value never repeats them.
 _SECRET_FIELDS = frozenset(
     {"secret_key", "smtp_url", "sendgrid_api_key", "sendgrid_webhook_key", "inbound_token"}
-    | {"database_url", "rate_limit_storage"}
+    | {"database_url", "rate_limit_storage", "bounce_imap_url"}
 )
 
 # "dialect[+driver]://": what a database URL says about which database it is.
@@ -238,6 +269,10 @@ class Settings(BaseModel):
     smtp_timeout: float = Field(default=30.0, gt=0)
     sendgrid_webhook_key: SecretStr | None = None
     inbound_token: SecretStr | None = None
+    bounce_address: str | None = None
+    bounce_imap_url: SecretStr | None = None
+    soft_bounce_limit: int = Field(default=5, ge=1, le=1000)
+    soft_bounce_days: int = Field(default=30, ge=1, le=3650)
 
     publication: str = Field(default="US-Japan Alliance Digest", min_length=1)
     from_: str = Field(
@@ -258,6 +293,11 @@ class Settings(BaseModel):
     send_concurrency: int = Field(default=4, ge=1, le=32)
     smtp_connections: int = Field(default=4, ge=1, le=64)
     subscribe_limit: str = "5/minute"
+    # Failed staff sign-ins allowed per client address and per account before the
+    # login refuses more for a while.
+    login_limit: str = "5/minute"
+    # Seconds a staff sign-in lasts (then the admin asks for the password again).
+    admin_session_max_age: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
     # A URI, and it may hold a password (redis://:PASSWORD@host): a secret.
     rate_limit_storage: SecretStr = SecretStr("memory://")
     sender_lease: int = Field(default=30, ge=2)
@@ -358,7 +398,50 @@ class Settings(BaseModel):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
 
-    @field_validator("subscribe_limit")
+    @field_validator("sendgrid_webhook_key")
+    @classmethod
+    def _check_webhook_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(webhook_key_text(value.get_secret_value()))
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _check_bounce_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        local, at, domain = value.rpartition("@")
+        if not at or not _LOCAL_RE.match(local) or not _DOMAIN_RE.match(domain):
+            raise ValueError(
+                "expected a plain address such as bounces@bounce.example.org (letters, digits, "
+                "'.', '-' and '_' before the @, and no '+': it is added per message)"
+            )
+        if len(local) > BOUNCE_LOCAL_MAX:
+            raise ValueError(
+                f"the part before the @ may have at most {BOUNCE_LOCAL_MAX} characters "
+                "(each message's token must fit in the 64 an address allows)"
+            )
+        return value
+
+    @field_validator("bounce_imap_url")
+    @classmethod
+    def _check_imap_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        # Never repeat the URL in a message: it holds the password.
+        if parts.scheme not in ("imap", "imaps"):
+            raise ValueError("expected imaps://user:password@host:993/INBOX (or imap://)")
+        try:
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        if not parts.hostname or not parts.username:
+            raise ValueError("the URL must name a user and a host: imaps://user:password@host/")
+        return value
+
+    @field_validator("subscribe_limit", "login_limit")
     @classmethod
     def _check_limit(cls, value: str) -> str:
         if not _RATE_RE.match(value):

@@ -78,6 +78,21 @@ COMMANDS: dict[str, Entry] = {
         "serve",
         "Serve the public pages and hooks (behind a TLS reverse proxy in production).",
     ),
+    "events": Entry(
+        "digestmail.cli.events",
+        "app",
+        "Bounces and complaints: fetch bounce mail, reconcile with SendGrid.",
+    ),
+    "stats": Entry(
+        "digestmail.cli.stats",
+        "stats_command",
+        "The last campaigns side by side: delivered, bounces, complaints, opens, clicks.",
+    ),
+    "staff": Entry(
+        "digestmail.cli.staff",
+        "app",
+        "Staff accounts for the admin in the browser: add, list, remove, password.",
+    ),
 }
 
 

@@ -105,7 +105,8 @@ def import_(
     try:
         result = import_archive(text, date=when, publication=publication)
     except ArchiveImportError as exc:
-        _echo(f"{src}: error: {exc}", err=True)
+        hint = f"; give it with --{exc.missing}" if exc.missing else ""
+        _echo(f"{src}: error: {exc}{hint}", err=True)
         raise typer.Exit(1) from exc
     _write(result.source, out, force=force)
     for note in result.notes:

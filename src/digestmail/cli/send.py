@@ -17,7 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from digestmail import campaigns
+from digestmail import campaigns, stats
 from digestmail.campaigns import (
     CampaignError,
     CampaignExists,
@@ -32,6 +32,7 @@ from digestmail.campaigns import (
 )
 from digestmail.cli.common import console, database, err_console, fail
 from digestmail.cli.errors import words_for
+from digestmail.cli.stats import figure_lines
 from digestmail.config import get_settings
 from digestmail.db import Database
 from digestmail.issues import get_issue
@@ -290,8 +291,8 @@ def send(
         if test_to:
             _send_test(db, slug, test_to)
             return
-        campaigns.check_new_campaign(db, slug, again=again)
-        audience = campaigns.active_audience_size(db)
+        plan = campaigns.plan_send(db, settings, slug, again=again)
+        audience = plan.audience
         if not yes:
             if not sys.stdin.isatty():
                 raise fail("Not sending: no terminal to confirm on. Pass --yes to send.")
@@ -301,7 +302,7 @@ def send(
                 else ""
             )
             if not typer.confirm(
-                f"Send “{issue.subject}” to {audience} active subscribers "
+                f"Send “{plan.subject}” to {audience} active subscribers "
                 f"through {settings.transport}{where}?"
             ):
                 raise fail("Not sent.")
@@ -330,7 +331,7 @@ def _send_test(db: Database, slug: str, addresses: list[str]) -> None:
         # Nothing left the machine: say where to look.
         console.print(
             f"Outbox transport: the message is a .eml file in {settings.outbox_dir.resolve()} "
-            "(open it in a mail program, or see /admin/outbox in the web app)."
+            "(open it in a mail program, or see the Outbox in the staff admin, /admin/outbox)."
         )
     for rej in result.rejected:
         err_console.print(f"Test to {rej.email} failed: {rej.error}")
@@ -384,11 +385,13 @@ def status(
             info = newest[0]
         else:
             info = campaigns.campaign_info(db, campaign_id)
+        figures = stats.campaign_figures(db, info.id)
     settings = get_settings()
     limit = campaigns.in_flight_limit(settings)
     unfinished = info.status in campaigns.UNFINISHED or info.status is CampaignStatus.FAILED
     if as_json:
         data = info.to_json()
+        data["figures"] = figures.to_json() if figures else None
         data["max_in_flight"] = limit
         typer.echo(json.dumps(data, indent=2))
         return
@@ -419,6 +422,9 @@ def status(
     why = stop_explained(info)
     if why:
         console.print(f"  Error: {why}")
+    if figures is not None and info.started_at is not None:
+        for line in figure_lines(figures):
+            console.print(f"  {line}")
 
 
 @campaign_app.command("pause")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import getpass
 import io
+import json
 import sys
+from datetime import date, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -15,7 +17,7 @@ from digestmail import listfile, subscribers
 from digestmail.cli.common import console, database, err_console, fail
 from digestmail.config import get_settings
 from digestmail.listfile import ExportFormat
-from digestmail.models import SubscriberStatus
+from digestmail.models import ChangeCause, SubscriberStatus
 from digestmail.transports.base import TransportError
 
 app = typer.Typer(
@@ -79,6 +81,12 @@ def add(
             raise fail(
                 f"{address.email} was erased on request; it can only come back by subscribing "
                 "itself (the form or an email), which asks for confirmation."
+            ) from None
+        except subscribers.Complained:
+            raise fail(
+                f"{address.email} marked the digest as spam, so nothing is sent to them, not "
+                "even a confirmation. If they asked you in writing to be added back, run: "
+                f"digestmail subscribers add {address.email} --confirmed"
             ) from None
     sub_id, sub_email, status = summary
     if needs_mail:
@@ -226,7 +234,7 @@ def remove(
                 else f"{email} was not on the list; recorded the erasure so imports skip it."
             )
         else:
-            sub = subscribers.remove(session, email)
+            sub = subscribers.remove(session, email, by=_staff())
             if sub is None:
                 raise fail(f"No subscriber with the address {email!r}.")
             if sub.status is SubscriberStatus.UNSUBSCRIBED:
@@ -262,3 +270,139 @@ def list_(
                 sub.created_at.strftime("%Y-%m-%d"),
             )
     console.print(table)
+
+
+# --- subscribers show ---------------------------------------------------------------
+
+# What each cause of a change is called when shown to staff.
+_CAUSE_WORDS = {
+    ChangeCause.FORM: "the subscribe form",
+    ChangeCause.EMAIL: "an email to the contact address",
+    ChangeCause.STAFF: "staff",
+    ChangeCause.IMPORT: "an import",
+    ChangeCause.CONFIRMATION_LINK: "the confirmation link",
+    ChangeCause.UNSUBSCRIBE_LINK: "the unsubscribe link",
+    ChangeCause.EVENT: "a mail event",
+}
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _record_json(record: subscribers.SubscriberRecord) -> dict[str, object]:
+    sub = record.subscriber
+    return {
+        "id": sub.id,
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status.value,
+        "source": sub.source.value,
+        "created_at": _iso(sub.created_at),
+        "confirmed_at": _iso(sub.confirmed_at),
+        "unsubscribed_at": _iso(sub.unsubscribed_at),
+        "consent": {
+            "at": _iso(sub.consent_at),
+            "ip": sub.consent_ip,
+            "by": sub.consent_by,
+            "text": sub.consent_text,
+        },
+        "soft_bounces": {
+            "score": record.soft_bounce_score,
+            "limit": record.soft_bounce_limit,
+            "window_days": record.soft_bounce_window,
+            "days": [_iso(d) for d in record.soft_bounce_days],
+        },
+        "changes": [
+            {
+                "at": _iso(c.at),
+                "from": c.old_status.value if c.old_status else None,
+                "to": c.new_status.value,
+                "cause": c.cause.value,
+                "event": c.provider_event_id,
+                "event_kind": c.event_kind.value if c.event_kind else None,
+                "detail": c.detail,
+                "by": c.by,
+            }
+            for c in record.changes
+        ],
+        "events": [
+            {
+                "at": _iso(e.at),
+                "kind": e.kind.value,
+                "source": e.source,
+                "reason": e.reason,
+                "campaign": e.campaign_id,
+                "event": e.provider_event_id,
+            }
+            for e in record.events
+        ],
+    }
+
+
+def _change_line(change: subscribers.Change) -> str:
+    when = change.at.strftime("%Y-%m-%d %H:%M")
+    moved = (
+        f"{change.old_status.value} -> {change.new_status.value}"
+        if change.old_status
+        else f"added as {change.new_status.value}"
+    )
+    cause = _CAUSE_WORDS[change.cause]
+    if change.event_kind is not None:
+        cause = f"{change.event_kind.value} event {change.provider_event_id or '(deleted)'}"
+    if change.by:
+        cause += f" ({change.by})"
+    line = f"  {when}  {moved}, by {cause}"
+    return line + (f": {change.detail}" if change.detail else "")
+
+
+@app.command()
+def show(
+    email: str = typer.Argument(..., help="The subscriber's address."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """One subscriber: consent record, every status change with its cause, bounces."""
+    with database() as db, db.session() as session:
+        record = subscribers.record_of(session, get_settings(), email)
+        if record is None:
+            raise fail(f"No subscriber with the address {email!r}.")
+        if as_json:
+            typer.echo(json.dumps(_record_json(record), indent=2))
+            return
+        sub = record.subscriber
+        out = [
+            f"{sub.email} (id {sub.id}): {sub.status.value}",
+            f"  name: {sub.name or '-'}",
+            f"  source: {sub.source.value}, on the list since {sub.created_at:%Y-%m-%d}",
+            f"  confirmed: {_iso(sub.confirmed_at) or 'never'}",
+            "Consent record:",
+            f"  asked at {_iso(sub.consent_at) or 'unknown'}"
+            + (f" from {sub.consent_ip}" if sub.consent_ip else "")
+            + (f" by {sub.consent_by}" if sub.consent_by else ""),
+            f"  wording shown: {sub.consent_text or '-'}",
+            f"Soft bounces: {record.soft_bounce_score} of {record.soft_bounce_limit} "
+            f"(points from the last {record.soft_bounce_window} days"
+            + (
+                ": " + ", ".join(d.isoformat() for d in record.soft_bounce_days) + ")"
+                if record.soft_bounce_days
+                else ")"
+            ),
+            "Status changes:",
+            *(
+                [_change_line(c) for c in record.changes]
+                or ["  none recorded (history is kept for changes made since bounce tracking)"]
+            ),
+            "Bounces, complaints and unsubscribes reported by mail services:",
+            *(
+                [
+                    f"  {e.at:%Y-%m-%d %H:%M}  {e.kind.value} ({e.source}"
+                    + (f", campaign {e.campaign_id}" if e.campaign_id else "")
+                    + ")"
+                    + (f": {e.reason}" if e.reason else "")
+                    for e in record.events
+                ]
+                or ["  none"]
+            ),
+        ]
+    for line in out:
+        console.print(line, soft_wrap=True)

@@ -6,10 +6,13 @@ message is spliced from a template encoded once (``mime.CompiledMessage``), alre
 in its wire form (dot-stuffed, terminated), and goes out as MAIL, RCPT, DATA and the
 prepared bytes: ``smtplib.sendmail`` would rewrite every 43 KiB message with a regular
 expression (150–350 µs of a core, holding the GIL) for what ``render_wire`` did once.
-Per-message outcomes follow the reply code: 5xx is a permanent rejection, 4xx and a
-lost connection are retried a bounded number of times with backoff, then reported
-as temporary rejections. Whole-batch problems (cannot connect, credentials refused)
-raise ``TransportError`` when nothing of the batch went out.
+Per-message outcomes follow the reply code: 5xx is a permanent rejection (a bounce:
+``Rejected.bounced``), 4xx and a lost connection are retried a bounded number of
+times with backoff, then reported as temporary rejections. With
+``DIGESTMAIL_BOUNCE_ADDRESS`` each message's envelope sender is its own VERP return
+path (``bounces.return_path``), so that a later bounce message names its delivery.
+Whole-batch problems (cannot connect, credentials refused) raise ``TransportError``
+when nothing of the batch went out.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from email.utils import parseaddr
 from functools import partial
 
+from digestmail import bounces
 from digestmail.config import Settings, SMTPConfig
 from digestmail.transports.base import (
     Accepted,
@@ -230,6 +234,7 @@ class SMTPTransport:
         if config is None:
             raise ValueError("the smtp transport needs DIGESTMAIL_SMTP_URL")
         self.config = config
+        self.settings = settings
         self.domain = sender_domain(settings.from_)
         self.retry_delays = tuple(retry_delays)
         self.size = settings.smtp_connections
@@ -293,13 +298,16 @@ class SMTPTransport:
                     time.sleep(delay * random.uniform(0.8, 1.2))
                 retry: list[Recipient] = []
                 for i, recipient in enumerate(pending):
+                    envelope = bounces.return_path(self.settings, recipient.delivery_id) or sender
                     try:
                         message = compiled.render_wire(recipient)
-                        conn.send(sender, recipient.email, message)
+                        conn.send(envelope, recipient.email, message)
                     except InvalidRecipient as exc:
                         result.rejected.append(Rejected(recipient.email, str(exc), permanent=True))
                     except _Permanent as exc:
-                        result.rejected.append(Rejected(recipient.email, str(exc), permanent=True))
+                        result.rejected.append(
+                            Rejected(recipient.email, str(exc), permanent=True, bounced=True)
+                        )
                     except _Temporary as exc:
                         errors[recipient.email] = str(exc)
                         retry.append(recipient)
