@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import timeit
+from inspect import signature
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,9 @@ from digestmail.transports.sendgrid import _Body  # noqa: E402
 def claim_all(db: Database, settings: Settings, slug: str, batch: int, values: bool) -> float:
     """Seconds spent claiming every recipient of a new campaign, batch by batch."""
     cid = campaigns.create_campaign(db, settings, slug, again=True)
-    ledger = Ledger(cid, batch_size=batch, recipient_retry_delays=())
+    # (The ledger takes the settings since bounce tracking; runs on older code too.)
+    extra = {"settings": settings} if "settings" in signature(Ledger).parameters else {}
+    ledger = Ledger(cid, batch_size=batch, recipient_retry_delays=(), **extra)
     personalise = RecipientValues(settings, slug) if values else (lambda *_: {})
     with db.engine.begin() as conn:
         ledger.snapshot(conn, utcnow())
