@@ -109,3 +109,16 @@ def ledger_states(db: Database, cid: int) -> dict[str, int]:
     from digestmail import campaigns
 
     return campaigns.campaign_info(db, cid).counts
+
+
+def store_volume(
+    db: Database, settings: Settings, folder: Path, volume: str, day: str, *, ready: bool = False
+) -> str:
+    """Another issue like ``ISSUE_FILE``, with its own volume and date; returns its slug."""
+    text = ISSUE_FILE.read_text(encoding="utf-8")
+    text = text.replace('volume: "9.1"', f'volume: "{volume}"').replace(
+        "date: 2024-03-01", f"date: {day}"
+    )
+    path = folder / f"issue-{volume}.md"
+    path.write_text(text, encoding="utf-8")
+    return add_issue(db, settings, path, ready=ready).slug

@@ -110,3 +110,24 @@ def test_replies_go_to_the_contact_address_by_default(monkeypatch: pytest.Monkey
     assert Settings().effective_reply_to == "editors@example.net"
     monkeypatch.setenv("DIGESTMAIL_REPLY_TO", "Desk <desk@example.net>")
     assert Settings().effective_reply_to == "Desk <desk@example.net>"
+
+
+def test_scheduling_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings()
+    assert s.timezone == "UTC" and s.staff_emails == () and s.scheduler_sync == 2.0
+    monkeypatch.setenv("DIGESTMAIL_TIMEZONE", "America/New_York")
+    monkeypatch.setenv("DIGESTMAIL_STAFF_EMAILS", " editor@example.org,,Ops@Example.ORG ")
+    s = Settings()
+    assert s.timezone == "America/New_York"
+    assert s.staff_emails == ("editor@example.org", "Ops@example.org")
+    for name, value, said in (
+        ("DIGESTMAIL_TIMEZONE", "Eastern Time", "unknown time zone 'Eastern Time'"),
+        ("DIGESTMAIL_TIMEZONE", "../../etc/passwd", "unknown time zone"),
+        ("DIGESTMAIL_STAFF_EMAILS", "editor@example.org, ops", "'ops' is not an email address"),
+    ):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError) as info:
+            Settings()
+        assert name.removeprefix("DIGESTMAIL_").lower() in str(info.value)
+        assert said in str(info.value)
+        monkeypatch.delenv(name)

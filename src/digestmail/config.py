@@ -11,11 +11,13 @@ import re
 from functools import lru_cache
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Transport = Literal["outbox", "smtp", "sendgrid"]
 
@@ -68,6 +70,11 @@ class Settings(BaseSettings):
     confirm_max_age: int = Field(default=7 * 24 * 3600, ge=60)
     templates_dir: Path | None = None
     log_level: str = "INFO"
+    # Scheduling: the zone of times staff give without one, who hears what the scheduler
+    # did, and how often it reads the schedules table (the delay before an edit applies).
+    timezone: str = "UTC"
+    staff_emails: Annotated[tuple[str, ...], NoDecode] = ()
+    scheduler_sync: float = Field(default=2.0, gt=0, le=60)
 
     @field_validator("base_url", "sendgrid_api_host")
     @classmethod
@@ -80,6 +87,32 @@ class Settings(BaseSettings):
         if not _RATE_RE.match(value):
             raise ValueError("expected a rate such as '5/minute' (per second, minute, hour or day)")
         return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use a name such as America/New_York or UTC"
+            ) from None
+        return value
+
+    @field_validator("staff_emails", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        addresses = []
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            try:
+                addresses.append(validate_email(item, check_deliverability=False).normalized)
+            except EmailNotValidError as exc:
+                raise ValueError(f"{item!r} is not an email address: {exc}") from None
+        return tuple(addresses)
 
     @model_validator(mode="after")
     def _real_mail_needs_real_secrets(self) -> Settings:

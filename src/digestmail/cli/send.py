@@ -22,6 +22,7 @@ from digestmail.campaigns import (
     CampaignExists,
     CampaignInfo,
     CampaignNotFound,
+    EmptyAudience,
     IssueNotFound,
     LeaseHeld,
     LeaseLost,
@@ -91,6 +92,11 @@ def campaign_problem(exc: CampaignError) -> str:
         return (
             f"{exc.slug} was already sent{when}; pass --again to send it to every active "
             "subscriber once more."
+        )
+    if isinstance(exc, EmptyAudience):
+        return (
+            f"Not sent: there are no active subscribers to send {exc.slug} to (nobody has "
+            "confirmed yet). `digestmail subscribers list` shows the list."
         )
     if isinstance(exc, WrongStatus):
         hint = f" (use {_resume(exc.campaign_id)} to continue it)" if exc.resumable else ""
@@ -165,6 +171,11 @@ def stop_explained(info: CampaignInfo) -> str | None:
             return (
                 f"stopped by an unexpected error: {detail}. Continue with {_resume(cid)} "
                 "once the cause is fixed."
+            )
+        case StopReason.NO_AUDIENCE:
+            return (
+                "nobody was an active subscriber when it started, so nothing was sent and "
+                "the issue is not marked sent."
             )
 
 
