@@ -32,3 +32,11 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             command.upgrade(cfg, "head")
     assert head is not None
     return before, head
+
+
+def is_current(engine: Engine) -> bool:
+    """Whether the database has the newest schema (nothing for ``upgrade`` to do)."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() == head

@@ -138,7 +138,7 @@ def occurrence_skipped(
     reason: SkipReason,
     slug: str | None,
 ) -> None:
-    what = f" ({slug})" if slug else ""
+    what = f", {slug}" if slug else ""
     tell(
         settings,
         f"{settings.publication}: scheduled send skipped",
@@ -159,7 +159,7 @@ def occurrence_missed(
     grace: float,
     slug: str | None,
 ) -> None:
-    what = f" ({slug})" if slug else ""
+    what = f", {slug}" if slug else ""
     tell(
         settings,
         f"{settings.publication}: scheduled send missed",

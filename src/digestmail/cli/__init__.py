@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from digestmail.cli import issue as issue_cli
 from digestmail.cli import issue_store as _issue_store  # noqa: F401  (issue add, issue list)
+from digestmail.cli import schedule as schedule_cli  # also issue ready, issue unready
+from digestmail.cli import scheduler as scheduler_cli
 from digestmail.cli import send as send_cli
 from digestmail.cli import serve as serve_cli
 from digestmail.cli import subscribers as subscribers_cli
@@ -27,6 +29,8 @@ app.command("send")(send_cli.send)
 app.add_typer(send_cli.campaign_app, name="campaign")
 app.add_typer(subscribers_cli.app, name="subscribers")
 app.command("serve")(serve_cli.serve)
+app.add_typer(schedule_cli.app, name="schedule")
+app.command("scheduler")(scheduler_cli.scheduler)
 
 
 @app.callback()
@@ -37,6 +41,8 @@ def _root(
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic narrates every step at INFO; operators only need to hear about problems.
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+    # APScheduler logs every run of every job (the scheduler's sync runs every 2 s).
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
 
 
 @app.command()

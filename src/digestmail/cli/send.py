@@ -105,7 +105,7 @@ def campaign_problem(exc: CampaignError) -> str:
         until = f" (lease until {exc.expires_at:%Y-%m-%d %H:%M:%S} UTC)" if exc.expires_at else ""
         return (
             f"Campaign {exc.campaign_id} is being sent by {exc.owner}{until}; if that process "
-            "is dead, try again once the lease has expired."
+            "was on another machine and is dead, try again once the lease has expired."
         )
     if isinstance(exc, LeaseLost):
         return (
