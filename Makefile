@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck pytest bench clean schema
+JS     := tests/js
+AXE    := $(JS)/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Embedded defaults: SQLite subscribers.db, outbox transport. The example issue is
-# stored and a test copy written to outbox/, then the web app starts.
+# Embedded defaults: SQLite subscribers.db, outbox transport. The example issue's
+# picture goes into the media folder the app serves (/media/), the issue is stored and
+# a test copy written to outbox/, then the web app starts.
+MEDIA_DIR = $${DIGESTMAIL_MEDIA_DIR:-media}
 run: $(STAMP)
+	mkdir -p "$(MEDIA_DIR)" && cp examples/vol-4.1-hero.jpg "$(MEDIA_DIR)/"
 	$(BIN)/digestmail init
 	-$(BIN)/digestmail send "$$($(BIN)/digestmail issue add examples/vol-4.1.md --ready)" \
 	    --test-to reader@example.org
@@ -29,8 +34,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(AXE)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# axe-core for the browser tests, at the exact version of tests/js/package-lock.json.
+# Without npm the accessibility checks are skipped (and fail in CI, which installs it).
+$(AXE): $(JS)/package.json $(JS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	    npm ci --prefix $(JS) --ignore-scripts --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the axe-core accessibility checks will be skipped"; fi
 
 bench: $(STAMP)
 	$(BIN)/python bench/render.py
@@ -39,7 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.transports
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts $(JS)/node_modules
 
 # Pre-release only: regenerate the baseline migration from the models.
 schema: $(STAMP)

@@ -45,7 +45,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50, help="runs per figure (default 50)")
     args = parser.parse_args()
 
-    settings = Settings(base_url="https://digest.example.org", secret_key="bench-only-secret")
+    settings = Settings(
+        base_url="https://digest.example.org", secret_key="bench-only-secret-" + "x" * 32
+    )
     issue = load_issue(EXAMPLE)
     rendered = render_issue(issue, settings)
     mjml = render_mjml(issue, settings)

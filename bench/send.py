@@ -39,7 +39,7 @@ def _settings(db_path: Path, **extra: Any) -> Any:
     return Settings(
         database_url=f"sqlite:///{db_path}",
         base_url="https://digest.example.org",
-        secret_key="bench-secret-key",
+        secret_key="bench-secret-key-" + "x" * 32,
         **extra,
     )
 

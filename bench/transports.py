@@ -31,7 +31,9 @@ from digestmail.transports.sendgrid import _Body
 from digestmail.transports.smtp import SMTPTransport
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
-SETTINGS = Settings(base_url="https://digest.example.org", secret_key="bench-only-secret")
+SETTINGS = Settings(
+    base_url="https://digest.example.org", secret_key="bench-only-secret-" + "x" * 32
+)
 
 
 def template() -> MessageTemplate:

@@ -10,7 +10,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, select
 
 from digestmail.config import Settings
 from digestmail.db import Database
@@ -109,6 +109,29 @@ def ledger_states(db: Database, cid: int) -> dict[str, int]:
     from digestmail import campaigns
 
     return campaigns.campaign_info(db, cid).counts
+
+
+def sent_campaign(db: Database, settings: Settings, n: int, *, prefix: str = "user") -> int:
+    """``n`` active subscribers sent one issue through the outbox; the campaign's id."""
+    from digestmail import campaigns
+
+    add_subscribers(db, n, prefix=prefix)
+    cid = campaigns.create_campaign(db, settings, store_issue(db, settings))
+    campaigns.run_campaign(db, settings, cid)
+    return cid
+
+
+def deliveries(db: Database, campaign_id: int) -> dict[str, tuple[int, int]]:
+    """email -> (delivery id, subscriber id) of a campaign's ledger."""
+    from digestmail.models import Delivery
+
+    with db.session() as session:
+        rows = session.execute(
+            select(Delivery.email, Delivery.id, Delivery.subscriber_id).where(
+                Delivery.campaign_id == campaign_id
+            )
+        ).all()
+    return {r.email: (r.id, r.subscriber_id) for r in rows}
 
 
 def store_volume(

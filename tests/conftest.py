@@ -22,10 +22,15 @@ from pydantic import SecretStr
 from digestmail.config import Settings, reset_settings_cache
 from digestmail.db import Database
 from digestmail.migrate import upgrade
+from tests.imapserver import DovecotUnavailable, ImapServer, dovecot
 from tests.liveserver import serve
 from tests.pgcluster import Cluster, PostgresUnavailable, start_cluster
+from tests.redisserver import RedisUnavailable, redis_server
+from tests.signing import Signer
 
 FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
+EXAMPLE_HERO = EXAMPLE.with_name("vol-4.1-hero.jpg")
 SAMPLES = sorted((FIXTURES / "samples").glob("*.txt"))
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -45,11 +50,21 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
             monkeypatch.delenv(key)
     monkeypatch.setenv("DIGESTMAIL_SECRET_KEY", "test-secret-key-not-for-production")
     monkeypatch.setenv("DIGESTMAIL_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.setenv("DIGESTMAIL_MEDIA_DIR", str(tmp_path / "media"))
     monkeypatch.setenv("DIGESTMAIL_DATABASE_URL", f"sqlite:///{tmp_path / 'subscribers.db'}")
     monkeypatch.chdir(tmp_path)
     reset_settings_cache()
     yield
     reset_settings_cache()
+
+
+@pytest.fixture
+def example_issue(tmp_path: Path) -> Path:
+    """The example issue, its picture in this test's media folder (where `make run` puts it)."""
+    media = tmp_path / "media"
+    media.mkdir(exist_ok=True)
+    shutil.copyfile(EXAMPLE_HERO, media / EXAMPLE_HERO.name)
+    return EXAMPLE
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -79,6 +94,40 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture(scope="session")
+def spamassassin() -> Path:
+    """Debian's ``spamassassin`` with its shipped rules; required in CI, skipped elsewhere."""
+    found = shutil.which("spamassassin")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("spamassassin is required in CI (apt-get install spamassassin)")
+        pytest.skip("Debian's spamassassin is not installed")
+    return Path(found)
+
+
+@pytest.fixture(scope="session")
+def weasyprint() -> None:
+    """WeasyPrint with its system libraries (Pango); required in CI, skipped elsewhere."""
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"WeasyPrint must work in CI (see .ci/run): {exc}")
+        pytest.skip(f"WeasyPrint cannot run here: {exc}")
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis server of this test's own on 127.0.0.1; required in CI, skipped elsewhere."""
+    try:
+        with redis_server(tmp_path) as url:
+            yield url
+    except RedisUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is required in CI: {exc}")
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -195,3 +244,49 @@ def inbound_client(inbound_settings: Settings) -> Iterator[httpx.Client]:
     """An HTTP client of the real app, served by uvicorn, with the hook open."""
     with serve(inbound_settings) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client
+
+
+# --- the Event Webhook --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def webhook_signer() -> Signer:
+    """A SECP256R1 key pair made for the test session; events are signed with it."""
+    return Signer()
+
+
+@pytest.fixture
+def events_settings(settings: Settings, webhook_signer: Signer) -> Settings:
+    """Settings whose Event Webhook key is the signer's public key."""
+    return settings.model_copy(
+        update={"sendgrid_webhook_key": SecretStr(webhook_signer.public_key)}
+    )
+
+
+@pytest.fixture
+def events_client(events_settings: Settings) -> Iterator[httpx.Client]:
+    """An HTTP client of the real app, served by uvicorn, with the Event Webhook's key set."""
+    with serve(events_settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+# --- the bounce mailbox ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def imap_session() -> Iterator[ImapServer]:
+    try:
+        with dovecot() as server:
+            yield server
+    except DovecotUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Dovecot is required in CI (apt-get install dovecot-imapd): {exc}")
+        pytest.skip(f"Dovecot not available: {exc}")
+
+
+@pytest.fixture
+def imap_server(imap_session: ImapServer) -> Iterator[ImapServer]:
+    """A real IMAP server (Dovecot on 127.0.0.1) with an empty bounce mailbox."""
+    imap_session.clear()
+    yield imap_session
+    imap_session.clear()

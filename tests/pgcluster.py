@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.processes import free_port
+
 
 class PostgresUnavailable(RuntimeError):
     pass
@@ -31,12 +33,6 @@ def find_bindir() -> Path | None:
         return Path(on_path).parent
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
     return Path(found[0]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -124,7 +120,7 @@ def start_cluster() -> Cluster:
             raise PostgresUnavailable("running as root and there is no 'postgres' user") from exc
         user = "postgres"
         os.chown(root, pw.pw_uid, pw.pw_gid)
-    cluster = Cluster(bindir=bindir, root=root, port=_free_port(), user=user)
+    cluster = Cluster(bindir=bindir, root=root, port=free_port(), user=user)
     try:
         cluster.start()
     except subprocess.CalledProcessError as exc:

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from digestmail.cli import app
+from tests.conftest import EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "tests" / "fixtures" / "samples").glob("*.txt"))
-EXAMPLE = ROOT / "examples" / "vol-4.1.md"
 runner = CliRunner()
 
 BROKEN = """\
@@ -61,6 +61,20 @@ def test_import_to_stdout_with_date() -> None:
     assert "no date in the archive" not in result.stderr
 
 
+def test_import_without_a_publication_name_says_how_to_give_one(tmp_path: Path) -> None:
+    """The importer names what is missing; the command line says which option gives it."""
+    text = SAMPLES[0].read_text(encoding="utf-8")
+    headless = tmp_path / "headless.txt"
+    headless.write_text(text.replace("US-Japan Alliance Digest", "").replace("Digest", ""))
+    result = runner.invoke(app, ["issue", "import", str(headless)])
+    assert result.exit_code == 1
+    assert "no publication name found" in result.stderr
+    assert "give it with --publication" in result.stderr
+    named = runner.invoke(app, ["issue", "import", str(headless), "--publication", "Named Digest"])
+    assert named.exit_code == 0, named.output
+    assert named.stdout.startswith("---\npublication: Named Digest\n")
+
+
 def test_import_rejects_a_bad_date_option() -> None:
     result = runner.invoke(app, ["issue", "import", str(SAMPLES[0]), "--date", "13/10/2023"])
     assert result.exit_code == 2
@@ -91,8 +105,8 @@ def test_import_of_a_missing_file(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "cannot read the file" in result.stderr
 
 
-def test_check_example_is_clean() -> None:
-    result = runner.invoke(app, ["issue", "check", str(EXAMPLE)])
+def test_check_example_is_clean(example_issue: Path) -> None:
+    result = runner.invoke(app, ["issue", "check", str(example_issue)])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert "ok (0 errors, 0 warnings)" in result.stderr
@@ -126,9 +140,11 @@ def test_render_refuses_a_broken_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["html", "text", "mjml"])
-def test_render_example_to_a_file(fmt: str, tmp_path: Path) -> None:
+def test_render_example_to_a_file(fmt: str, tmp_path: Path, example_issue: Path) -> None:
     out = tmp_path / f"issue.{fmt}"
-    result = runner.invoke(app, ["issue", "render", str(EXAMPLE), "--format", fmt, "-o", str(out)])
+    result = runner.invoke(
+        app, ["issue", "render", str(example_issue), "--format", fmt, "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     body = out.read_text(encoding="utf-8")
     assert "Defense ministers set alliance priorities for 2025" in body
@@ -140,16 +156,28 @@ def test_render_example_to_a_file(fmt: str, tmp_path: Path) -> None:
         assert 'href="https://www.mod.go.jp/en/"' in body
 
 
-def test_real_command_exit_codes(tmp_path: Path) -> None:
+def test_real_command_exit_codes(tmp_path: Path, example_issue: Path) -> None:
     """The installed console script, as staff run it."""
     exe = Path(sys.executable).parent / "digestmail"
     broken = tmp_path / "broken.md"
     broken.write_text(BROKEN, encoding="utf-8")
     good = subprocess.run(
-        [str(exe), "issue", "check", str(EXAMPLE)], capture_output=True, text=True, check=False
+        [str(exe), "issue", "check", str(example_issue)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     bad = subprocess.run(
         [str(exe), "issue", "check", str(broken)], capture_output=True, text=True, check=False
     )
     assert (good.returncode, bad.returncode) == (0, 1), good.stderr + bad.stderr
     assert f"{broken}:13: error:" in bad.stdout
+
+
+def test_check_names_a_missing_picture_of_the_media_folder(tmp_path: Path) -> None:
+    # The example issue, without `make run` having put its picture in the media folder.
+    result = runner.invoke(app, ["issue", "check", str(EXAMPLE)])
+    assert result.exit_code == 1
+    [line] = [x for x in result.stdout.splitlines() if "error" in x]
+    assert f"{EXAMPLE}:" in line and "hero url 'vol-4.1-hero.jpg' names a picture" in line
+    assert str(tmp_path / "media" / "vol-4.1-hero.jpg") in line

@@ -243,3 +243,21 @@ def test_an_issue_that_cannot_be_sent_is_said_in_one_line_by_send_resume_and_tes
     code, out = _invoke("campaign", "resume", str(cid))
     assert code == 0, out
     assert outbox_counts(Settings().outbox_dir) == {f"user{i}@example.com": 1 for i in range(12)}
+
+
+def test_a_campaign_the_transport_refuses_ends_in_one_line_with_the_next_step_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slug = _add()
+    with FakeSendGrid(api_key="SG.right") as fake:
+        monkeypatch.setenv("DIGESTMAIL_TRANSPORT", "sendgrid")
+        monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
+        monkeypatch.setenv("DIGESTMAIL_SENDGRID_API_HOST", fake.url)
+        reset_settings_cache()
+        result = runner.invoke(app, ["send", slug, "--yes"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    (cid,) = [c["id"] for c in json.loads(_invoke("campaign", "list", "--json")[1])]
+    error = [line for line in result.output.splitlines() if line.startswith("Campaign ")][-1]
+    assert error.startswith(f"Campaign {cid} is failed: SendGrid refused")
+    assert error.endswith(f"Fix the cause, then continue with `digestmail campaign resume {cid}`.")
+    assert error.count("campaign resume") == 1 and ".." not in error and "SG.wrong" not in error

@@ -14,7 +14,13 @@ from digestmail import subscribers
 from digestmail.cli import app
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.models import ErasedAddress, Subscriber, SubscriberSource, SubscriberStatus
+from digestmail.models import (
+    ChangeCause,
+    ErasedAddress,
+    Subscriber,
+    SubscriberSource,
+    SubscriberStatus,
+)
 from tests.webhelpers import outbox_messages
 
 runner = CliRunner()
@@ -286,3 +292,85 @@ def test_export_makes_formula_cells_safe_for_spreadsheets(
     # JSON is data for programs, not a spreadsheet: values as stored.
     r = runner.invoke(app, ["subscribers", "export", "--format", "json"])
     assert [row["name"] for row in json.loads(r.stdout)] == names
+
+
+def test_show_tells_the_whole_story_of_one_subscriber(settings: Settings) -> None:
+    assert (
+        runner.invoke(app, ["subscribers", "add", "kim@example.org", "--confirmed"]).exit_code == 0
+    )
+    db = Database(settings.database_url)
+    with db.session() as s:
+        sub = subscribers.find(s, "kim@example.org")
+        assert sub is not None
+        subscribers.suppress(s, sub.id, SubscriberStatus.COMPLAINED, cause=ChangeCause.EVENT)
+    db.dispose()
+    r = runner.invoke(app, ["subscribers", "show", "KIM@example.org"])
+    assert r.exit_code == 0, r.output
+    assert "kim@example.org" in r.output and "complained" in r.output
+    assert "added as pending, by staff" in r.output
+    assert "pending -> active, by staff" in r.output
+    assert "active -> complained, by a mail event" in r.output
+    assert "Soft bounces: 0 of 5" in r.output
+    r = runner.invoke(app, ["subscribers", "show", "kim@example.org", "--json"])
+    data = json.loads(r.output)
+    assert data["status"] == "complained"
+    assert [c["to"] for c in data["changes"]] == ["pending", "active", "complained"]
+    assert data["consent"]["by"].startswith("staff")
+    assert data["soft_bounces"] == {"score": 0, "limit": 5, "window_days": 30, "days": []}
+    r = runner.invoke(app, ["subscribers", "show", "nobody@example.org"])
+    assert r.exit_code == 1 and "No subscriber" in r.output
+
+
+def test_add_refuses_a_complainer_unless_staff_vouch(settings: Settings) -> None:
+    assert (
+        runner.invoke(app, ["subscribers", "add", "lu@example.org", "--confirmed"]).exit_code == 0
+    )
+    db = Database(settings.database_url)
+    with db.session() as s:
+        sub = subscribers.find(s, "lu@example.org")
+        assert sub is not None
+        subscribers.suppress(s, sub.id, SubscriberStatus.COMPLAINED, cause=ChangeCause.EVENT)
+    db.dispose()
+    r = runner.invoke(app, ["subscribers", "add", "lu@example.org"])
+    assert r.exit_code == 1
+    assert "marked the digest as spam" in r.output and "--confirmed" in r.output
+    assert outbox_messages(Path(settings.outbox_dir)) == []
+    r = runner.invoke(app, ["subscribers", "add", "lu@example.org", "--confirmed"])
+    assert r.exit_code == 0, r.output
+    assert _all(settings)["lu@example.org"].status is SubscriberStatus.ACTIVE
+
+
+def test_import_with_a_stray_quote_reports_that_row_and_keeps_the_next(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        'email,name\nsq1@example.com,"unterminated\nsq2@example.com,Two\nsq3@example.com,Three\n',
+        encoding="utf-8",
+    )
+    r = runner.invoke(app, ["subscribers", "import", str(path)])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "list.csv, line 2: skipped 'sq1@example.com,\"unterminated'" in out
+    assert "never closed" in out and "Added: 2" in out and "Bad rows (skipped): 1" in out
+    rows = _all(settings)
+    assert {k: v.name for k, v in rows.items()} == {
+        "sq2@example.com": "Two",
+        "sq3@example.com": "Three",
+    }
+
+
+@pytest.mark.parametrize("target", ["missing-folder/x.csv", "a-folder", "."])
+def test_export_to_a_place_that_cannot_take_a_file_says_so_and_leaves_nothing(
+    settings: Settings, tmp_path: Path, target: str
+) -> None:
+    runner.invoke(app, ["subscribers", "add", "x@example.org", "--name", "X", "--confirmed"])
+    (tmp_path / "a-folder").mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))  # the tests run in tmp_path
+
+    r = runner.invoke(app, ["subscribers", "export", "-o", target])
+
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+    assert len(r.output.strip().splitlines()) == 1 and "Nothing was written" in r.output
+    assert ("does not exist" in r.output) == (target == "missing-folder/x.csv")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no temporary copy anywhere

@@ -18,11 +18,13 @@ from digestmail.content.source import (
     load_issue,
     parse_issue,
 )
+from digestmail.media import MediaStore
 from digestmail.models import Issue as StoredIssue
 from digestmail.models import max_length
 from digestmail.render import default_preheader, default_subject, render_issue
 from digestmail.transports.base import TEST_SUBJECT_PREFIX, MessageTemplate, Recipient
 from digestmail.transports.mime import MAX_LINE, build_message
+from tests.conftest import EXAMPLE_HERO
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
 
@@ -195,8 +197,39 @@ def test_hero_without_alt_text() -> None:
 
 
 def test_hero_with_a_bad_url() -> None:
-    line, message = only_error(VALID.replace("https://example.org/hero.jpg", "hero.jpg"))
+    line, message = only_error(VALID.replace("https://", "ftp://", 1))
     assert line == 7 and "not a full web address" in message
+
+
+def test_hero_as_a_file_in_the_media_folder(tmp_path: Path) -> None:
+    text = VALID.replace("https://example.org/hero.jpg", "media/hero.jpg")
+    media = MediaStore(tmp_path / "media")
+    [problem] = parse_issue(text, media=media).errors
+    assert problem.line == 7
+    assert "no file" in problem.message and str(tmp_path / "media" / "hero.jpg") in problem.message
+    # Without a folder to look in (checking a file anywhere), only the name is checked.
+    assert parse_issue(text).errors == []
+    media.store("hero.jpg", EXAMPLE_HERO.read_bytes())
+    result = parse_issue(text, media=media)
+    assert result.problems == [] and result.issue is not None and result.issue.hero is not None
+    assert result.issue.hero.url == "media/hero.jpg"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("images/hero.jpg", "no sub-folders"),
+        ("../hero.jpg", "no sub-folders"),
+        ("hero.svg", "only pictures"),
+        (".hero.jpg", "letters, digits"),
+        ("my hero.jpg", "letters, digits"),
+    ],
+)
+def test_hero_file_names_that_cannot_be_served(url: str, reason: str, tmp_path: Path) -> None:
+    text = VALID.replace("https://example.org/hero.jpg", f'"{url}"')
+    line, message = only_error(text)
+    assert line == 7 and f"hero url '{url}' is neither a full web address" in message
+    assert reason in message
 
 
 def test_unknown_section() -> None:

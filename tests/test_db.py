@@ -81,3 +81,33 @@ def test_migration_0002_keeps_what_0001_stored(database: Database) -> None:
             "hello",
             None,
         )
+
+
+def test_migration_0005_keeps_the_events_stored_before_it(database: Database) -> None:
+    """Down to 0003 and up again with an event stored: it comes back as a SendGrid event,
+    waiting for the policy, and the new tables come back empty."""
+    from alembic import command
+
+    from digestmail.migrate import alembic_config
+
+    def migrate(direction: str, revision: str) -> None:
+        cfg = alembic_config(database.url)
+        with database.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, direction)(cfg, revision)
+
+    migrate("downgrade", "0003")
+    assert not sa.inspect(database.engine).has_table("subscriber_changes")
+    with database.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO events (provider_event_id, type, email, payload, occurred_at,"
+            " received_at) VALUES ('sg-1', 'bounce', 'a@example.com', '{}',"
+            " '2026-01-02 03:04:05', '2026-01-02 03:04:05')"
+        )
+    migrate("upgrade", "head")
+    with database.engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT provider_event_id, type, source, applied_at, delivery_id FROM events"
+        ).one()
+        assert tuple(row) == ("sg-1", "other", "sendgrid", None, None)
+        assert conn.exec_driver_sql("SELECT count(*) FROM subscriber_changes").scalar() == 0

@@ -362,3 +362,23 @@ def test_property_every_raw_message_is_kept_and_handled(
     extra.pop("subject", None)
     extra.pop("text", None)
     kept(client, db, {**extra, "email": message})
+
+
+def test_erasure_removes_kept_mail_whose_sender_could_not_be_read(
+    client: httpx.Client, db: Database, inbound_settings: Settings
+) -> None:
+    """GDPR erasure finds the person's mail by its raw post, not only by its sender."""
+    from digestmail import subscribers
+
+    message = (
+        b"From: <\r\nTo: digest@example.org\r\nSubject: please remove me\r\n\r\n"
+        b"I am Gone.Reader@Example.com, forget me.\r\n"
+    )
+    unread = kept(client, db, raw(message))
+    assert unread.sender != "gone.reader@example.com"
+    other = kept(client, db, parsed("stay@example.com", "Hello"))
+    with db.session() as session:
+        subscribers.erase(session, inbound_settings, "gone.reader@example.com")
+    with db.session() as session:
+        left = set(session.scalars(select(InboundMessage.id)))
+    assert unread.id not in left and other.id in left

@@ -59,7 +59,7 @@ def test_without_staff_addresses_the_lines_go_to_the_log(
     )
     lines = [r.getMessage() for r in caplog.records if r.name == "digestmail.notify"]
     assert lines == [
-        "Policy Digest: scheduled send skipped",
+        f"{settings.publication}: scheduled send skipped",
         "Nothing was sent at Fri 14 Mar 2025 09:00 EDT (America/New_York) (schedule 3): "
         "no issue was ready to send.",
     ]
@@ -91,7 +91,7 @@ def test_every_campaign_run_ends_with_a_report_to_staff(
     cid = campaigns.create_campaign(database, staffed, slug)
     campaigns.run_campaign(database, staffed, cid)
     (report,) = [m for m in _staff_mail(staffed) if m[0] == STAFF[0]]
-    assert report[1] == f"Policy Digest: campaign {cid} ({slug}) sent"
+    assert report[1] == f"{staffed.publication}: campaign {cid} ({slug}) sent"
     assert "Sent: 3. Rejected: 0." in report[2] and "Sending took" in report[2]
     assert outbox_counts(staffed.outbox_dir)["user0@example.com"] == 1
 

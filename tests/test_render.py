@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lxml.html
 import pytest
+from pydantic import ValidationError
 
 from digestmail.config import Settings
 from digestmail.content.model import HeroImage, Issue, Item
@@ -90,10 +91,17 @@ def test_html_has_every_part_of_a_newsletter(render_settings: Settings) -> None:
 
     assert doc.get("lang") == "en"
     assert doc.findtext(".//title") == rendered.subject
-    # Hidden preheader comes first in the body.
-    first = doc.body.xpath(".//div")[0]
-    assert "display:none" in first.get("style", "").replace(" ", "")
-    assert first.text_content().startswith(rendered.preheader)
+    # One main landmark holds one article in the issue's language, named by its subject.
+    (main,) = doc.xpath("//*[@role='main']")
+    assert main.getparent() is doc.body
+    (article,) = main.xpath("./div[@role='article']")
+    assert (article.get("lang"), article.get("aria-label")) == ("en", rendered.subject)
+    # Hidden preheader comes first in the body, hidden without colour tricks.
+    assert doc.body.text_content().lstrip().startswith(rendered.preheader)
+    (pre,) = doc.xpath("//div[@class='dm-preheader']")
+    style = pre.get("style", "").replace(" ", "")
+    assert "display:none" in style and "mso-hide:all" in style and "max-height:0" in style
+    assert "color" not in style
     # Masthead.
     assert doc.xpath("//h1")[0].text_content().strip() == "US-Japan Alliance Digest"
     assert "Vol. 2.19" in text.replace("\xa0", " ")
@@ -199,8 +207,13 @@ def test_a_broken_template_is_a_render_error(tmp_path: Path) -> None:
     (tmp_path / "email" / "issue.mjml.j2").write_text("<mjml><mj-body><mj-section>")
     with pytest.raises(RenderError, match="MJML"):
         render_issue(make_issue(), Settings(templates_dir=tmp_path))
+    # A folder that is not there is refused when the settings are read…
+    with pytest.raises(ValidationError, match="not a templates folder"):
+        Settings(templates_dir=tmp_path / "nowhere")
+    # …and one that goes away later is still a render error, not a crash.
+    gone = Settings(templates_dir=tmp_path).model_copy(update={"templates_dir": tmp_path / "x"})
     with pytest.raises(RenderError, match="not found"):
-        render_issue(make_issue(), Settings(templates_dir=tmp_path / "nowhere"))
+        render_issue(make_issue(), gone)
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)

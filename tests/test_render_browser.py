@@ -6,7 +6,7 @@ One browser for the module; each case opens the email as a recipient would see i
 
 from __future__ import annotations
 
-import dataclasses
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -15,32 +15,33 @@ from playwright.sync_api import Browser, FloatRect, Locator, Page
 
 from digestmail.config import Settings
 from digestmail.content.source import load_issue
+from digestmail.media import MediaStore
 from digestmail.placeholders import substitute
 from digestmail.render import recipient_values, render_issue, webview_url
+from tests.conftest import EXAMPLE, EXAMPLE_HERO
 
 pytestmark = pytest.mark.browser
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
-# A stand-in hero picture, so the page needs no network and the layout has a real image.
-HERO_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="600">
-<defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1">
-<stop offset="0" stop-color="#2f4f78"/><stop offset="1" stop-color="#9fb0c2"/>
-</linearGradient></defs>
-<rect width="1200" height="600" fill="url(#g)"/>
-<circle cx="880" cy="230" r="110" fill="#d6dee8" opacity=".55"/>
-<rect y="430" width="1200" height="170" fill="#1d3150" opacity=".65"/></svg>"""
+# Links in the email point here; no server listens, the picture is served by ``_open``.
+BASE_URL = "http://127.0.0.1:9"
 
 
 @pytest.fixture(scope="module")
 def email_page(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The example issue as one recipient receives it, written to a local file URL."""
+    """The example issue as one recipient receives it, written to a local file URL.
+
+    Its picture is the example's own, in a media folder; the browser is answered with
+    that file for the picture's URL (``_open``), so the page needs no network and the
+    layout has the real image.
+    """
     folder = tmp_path_factory.mktemp("email")
-    (folder / "hero.svg").write_text(HERO_SVG)
-    issue = load_issue(EXAMPLE)
-    assert issue.hero is not None
-    issue = dataclasses.replace(issue, hero=dataclasses.replace(issue.hero, url="hero.svg"))
+    (folder / "media").mkdir()
+    shutil.copyfile(EXAMPLE_HERO, folder / "media" / EXAMPLE_HERO.name)
     # Module-scoped: runs before the per-test environment, so it names its own key.
-    settings = Settings(base_url="https://digest.example.org", secret_key="test-secret")
+    settings = Settings(
+        base_url=BASE_URL, secret_key="test-secret-" + "x" * 32, media_dir=folder / "media"
+    )
+    issue = load_issue(EXAMPLE, media=MediaStore.of(settings))
     rendered = render_issue(issue, settings)
     values = recipient_values(
         settings,
@@ -58,6 +59,9 @@ def _open(
     browser: Browser, url: str, width: int, scheme: Literal["light", "dark"] = "light"
 ) -> Page:
     page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    page.route(
+        f"{BASE_URL}/media/{EXAMPLE_HERO.name}", lambda route: route.fulfill(path=EXAMPLE_HERO)
+    )
     page.goto(url)
     page.wait_for_load_state("load")
     return page

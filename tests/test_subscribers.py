@@ -9,14 +9,17 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, func, select
 
 from digestmail import subscribers as subs
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.models import (
+    ChangeCause,
     ErasedAddress,
+    SoftBounce,
     Subscriber,
+    SubscriberChange,
     SubscriberSource,
     SubscriberStatus,
     SubscriptionRequest,
@@ -329,3 +332,135 @@ def test_subscribe_does_the_same_work_whatever_the_address_state(
     finally:
         event.remove(database.engine, "before_cursor_execute", record)
     assert len({tuple(w) for w in work.values()}) == 1, work
+
+
+# --- every change of status, with its cause -----------------------------------------
+
+
+def _history(db: Database, settings: Settings, email: str) -> list[tuple[Any, ...]]:
+    with db.session() as s:
+        record = subs.record_of(s, settings, email)
+        assert record is not None
+        return [(c.old_status, c.new_status, c.cause, c.by) for c in record.changes]
+
+
+def test_every_path_that_changes_a_status_records_it_with_its_cause(
+    database: Database, settings: Settings
+) -> None:
+    active, pending = SubscriberStatus.ACTIVE, SubscriberStatus.PENDING
+    req = _request(database, "ann@example.com")
+    with database.session() as s:
+        subs.confirm(s, settings, req.subscriber_id)
+    with database.session() as s:
+        subs.unsubscribe(s, req.subscriber_id)
+    with database.session() as s:
+        subs.unsubscribe(s, req.subscriber_id)  # again: nothing changes, nothing recorded
+    assert _history(database, settings, "ann@example.com") == [
+        (None, pending, ChangeCause.FORM, None),
+        (pending, active, ChangeCause.CONFIRMATION_LINK, None),
+        (active, SubscriberStatus.UNSUBSCRIBED, ChangeCause.UNSUBSCRIBE_LINK, None),
+    ]
+    with database.session() as s:
+        subs.add_by_staff(
+            s,
+            subs.normalize("bo@example.com"),
+            name=None,
+            confirmed=True,
+            staff="staff:kim",
+            settings=settings,
+        )
+    with database.session() as s:
+        subs.remove(s, "bo@example.com", by="staff:lee")
+    assert _history(database, settings, "bo@example.com") == [
+        (None, pending, ChangeCause.STAFF, "staff:kim"),
+        (pending, active, ChangeCause.STAFF, "staff:kim"),
+        (active, SubscriberStatus.UNSUBSCRIBED, ChangeCause.STAFF, "staff:lee"),
+    ]
+    with database.session() as s:
+        subs.import_rows(
+            s,
+            [subs.ImportRow(2, "cy@example.com", None)],
+            double_opt_in=False,
+            staff="staff:kim",
+            source_label="list.csv",
+            settings=settings,
+        )
+    with database.session() as s:
+        record = subs.record_of(s, settings, "cy@example.com")
+    assert record is not None
+    [created] = record.changes
+    assert (created.new_status, created.cause, created.detail) == (
+        active,
+        ChangeCause.IMPORT,
+        "list.csv",
+    )
+
+
+def test_a_complaint_cannot_be_undone_by_the_public_only_by_staff(
+    database: Database, settings: Settings
+) -> None:
+    req = _request(database, "dee@example.com")
+    with database.session() as s:
+        subs.confirm(s, settings, req.subscriber_id)
+        signed_before = utcnow()
+        subs.suppress(s, req.subscriber_id, SubscriberStatus.COMPLAINED)
+    again = _request(database, "dee@example.com")
+    assert again.outcome is subs.Outcome.COMPLAINED
+    assert not again.needs_confirmation  # no mail at all
+    with database.session() as s:
+        result, sub = subs.confirm(s, settings, req.subscriber_id, signed_before)
+        assert result is subs.ConfirmResult.STALE
+        assert sub is not None and sub.status is SubscriberStatus.COMPLAINED
+        with pytest.raises(subs.Complained):
+            subs.add_by_staff(
+                s,
+                subs.normalize("dee@example.com"),
+                name=None,
+                confirmed=False,
+                staff="staff:kim",
+                settings=settings,
+            )
+    with database.session() as s:
+        sub, needs_mail = subs.add_by_staff(
+            s,
+            subs.normalize("dee@example.com"),
+            name=None,
+            confirmed=True,
+            staff="staff:kim",
+            settings=settings,
+        )
+        assert sub.status is SubscriberStatus.ACTIVE and not needs_mail
+    last = _history(database, settings, "dee@example.com")[-1]
+    assert last == (
+        SubscriberStatus.COMPLAINED,
+        SubscriberStatus.ACTIVE,
+        ChangeCause.STAFF,
+        "staff:kim",
+    )
+
+
+def test_confirming_again_forgets_soft_bounce_points(
+    database: Database, settings: Settings
+) -> None:
+    req = _request(database, "eve@example.com")
+    with database.session() as s:
+        s.add(SoftBounce(subscriber_id=req.subscriber_id, day=utcnow().date()))
+    with database.session() as s:
+        subs.confirm(s, settings, req.subscriber_id)
+    with database.session() as s:
+        record = subs.record_of(s, settings, "eve@example.com")
+    assert record is not None and record.soft_bounce_score == 0
+
+
+def test_a_whole_import_is_recorded_in_a_few_statements(
+    database: Database, settings: Settings
+) -> None:
+    rows = [subs.ImportRow(i, f"p{i}@example.com", None) for i in range(2500)]
+    with database.session() as s:
+        report = subs.import_rows(
+            s, rows, double_opt_in=True, staff="staff", source_label="big.csv", settings=settings
+        )
+    assert len(report.added) == 2500
+    with database.session() as s:
+        n = s.scalar(select(func.count()).select_from(SubscriberChange))
+    assert n == 2500

@@ -27,7 +27,7 @@ from digestmail.tokens import (
 
 @pytest.fixture
 def cfg() -> Settings:
-    return Settings(secret_key="k1", base_url="https://digest.example.org/")
+    return Settings(secret_key="k1-" + "x" * 32, base_url="https://digest.example.org/")
 
 
 def _aged(cfg: Settings, purpose: Purpose, seconds: int) -> str:

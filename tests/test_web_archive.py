@@ -15,8 +15,6 @@ from digestmail.issues import add_issue
 from digestmail.models import Issue, IssueStatus
 from tests.liveserver import serve
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vol-4.1.md"
-
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[httpx.Client]:
@@ -30,17 +28,17 @@ def _mark_sent(database: Database, slug: str) -> None:
 
 
 def test_drafts_are_not_public(
-    client: httpx.Client, settings: Settings, database: Database
+    client: httpx.Client, settings: Settings, database: Database, example_issue: Path
 ) -> None:
-    issue = add_issue(database, settings, EXAMPLE)
+    issue = add_issue(database, settings, example_issue)
     assert client.get(f"/issues/{issue.slug}").status_code == 404
     assert issue.title not in client.get("/archive").text
 
 
 def test_sent_issue_is_on_the_web_with_placeholders_filled(
-    client: httpx.Client, settings: Settings, database: Database
+    client: httpx.Client, settings: Settings, database: Database, example_issue: Path
 ) -> None:
-    issue = add_issue(database, settings, EXAMPLE)
+    issue = add_issue(database, settings, example_issue)
     _mark_sent(database, issue.slug)
 
     page = client.get(f"/issues/{issue.slug}")

@@ -150,6 +150,9 @@ def _in_state(settings: Settings, email: str, state: SubscriberStatus) -> None:
         if state is SubscriberStatus.UNSUBSCRIBED:
             with db.session() as s:
                 subscribers.unsubscribe(s, request.subscriber_id)
+        if state is SubscriberStatus.COMPLAINED:
+            with db.session() as s:
+                subscribers.suppress(s, request.subscriber_id, state)
     finally:
         db.dispose()
 
@@ -160,6 +163,7 @@ def test_same_answer_whatever_the_address_state(client: httpx.Client, settings: 
         "pending@example.com": SubscriberStatus.PENDING,
         "active@example.com": SubscriberStatus.ACTIVE,
         "left@example.com": SubscriberStatus.UNSUBSCRIBED,
+        "spam@example.com": SubscriberStatus.COMPLAINED,
     }
     for email, state in states.items():
         if state is not None:
@@ -169,8 +173,9 @@ def test_same_answer_whatever_the_address_state(client: httpx.Client, settings: 
     pages = {r.text.replace(email, "ADDRESS") for email, r in answers.items()}
     assert len(pages) == 1, "the page must not say which addresses are known"
     assert all(email in r.text for email, r in answers.items())  # the address is echoed
-    # Behind the same answer: everybody not already active gets a confirmation.
-    mailed = wait_for_messages(Path(settings.outbox_dir), 3)
+    # Behind the same answer: everybody not already active gets a confirmation, except
+    # who marked our mail as spam: they are never mailed again (only staff add them back).
+    mailed = wait_for_messages(Path(settings.outbox_dir), 4, timeout=3)
     assert sorted(m["To"] for m in mailed) == [
         "left@example.com",
         "new@example.com",
@@ -180,7 +185,9 @@ def test_same_answer_whatever_the_address_state(client: httpx.Client, settings: 
     client.post("/subscribe", data={"email": "NEW@EXAMPLE.COM"})
     db = Database(settings.database_url)
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Subscriber)) == 4
+        assert s.scalar(select(func.count()).select_from(Subscriber)) == 5
+        spam = subscribers.find(s, "spam@example.com")
+        assert spam is not None and spam.status is SubscriberStatus.COMPLAINED
     db.dispose()
 
 

@@ -11,6 +11,10 @@ post is hostile until read:
    It never raises; what it cannot read is named in ``Message.problems``.
 3. ``handle`` stores what was read next to the raw post and acts on it: "subscribe" and
    "unsubscribe" both end in a confirmation email, because a From header can be forged.
+   A bounce (mail to the bounce address, a delivery status report, a mailer daemon's
+   message) goes to ``handle_bounce`` instead, which reads it with ``bounces`` and hands
+   its events to ``events.receive``. Bounces fetched from the IMAP mailbox take the
+   same path (``store``, ``read_message``, ``handle_bounce``).
 
 ``receive`` runs the three; the web hook only checks its token, reads the post and
 hands it over, the way a provider's webhook view verifies, parses and hands off.
@@ -33,7 +37,7 @@ from typing import Any
 
 from sqlalchemy.orm import QueryableAttribute
 
-from digestmail import confirmation, subscribers
+from digestmail import bounces, confirmation, events, subscribers
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.formdata import Form, parse_form
@@ -63,6 +67,7 @@ _BARE_ADDRESS = re.compile(r"[^\s<>(),;:\"\[\]@]+@[^\s<>(),;:\"\[\]@]+")
 class Action(StrEnum):
     SUBSCRIBE = "subscribe"
     UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"  # a bounce report, read and applied
     NONE = "none"  # left for staff
 
 
@@ -76,6 +81,8 @@ class Message:
     text: str
     headers: str
     problems: tuple[str, ...] = ()
+    # The whole message when the post has it (raw mode), else its headers and text.
+    raw: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -132,8 +139,11 @@ def parse_post(content_type: str, body: bytes) -> Message:
     raw = form.fields.get("email")
     if raw is not None and not (subject or text):
         headers, from_header, to_header, subject, text = _read_mime(raw.data, problems)
+        whole = raw.data
     else:
         headers, from_header, to_header = field("headers"), field("from"), field("to")
+        # Parsed mode: the detectors that read text can still work on headers and text.
+        whole = (headers.rstrip("\n") + "\n\n" + text).encode("utf-8", "replace")
     envelope = _json_object(form, "envelope", problems)
     sender = _first_address(from_header)
     if not sender and isinstance(envelope.get("from"), str):
@@ -149,6 +159,22 @@ def parse_post(content_type: str, body: bytes) -> Message:
         text=text,
         headers=headers,
         problems=tuple(problems),
+        raw=whole,
+    )
+
+
+def read_message(data: bytes) -> Message:
+    """A whole message (as fetched from a mailbox) read like a raw-mode post; never raises."""
+    problems: list[str] = []
+    headers, from_header, to_header, subject, text = _read_mime(data, problems)
+    return Message(
+        sender=_first_address(from_header),
+        recipients=tuple(address.strip() for _, address in _addresses(to_header)),
+        subject=_decode_words(subject, problems).strip(),
+        text=text,
+        headers=headers,
+        problems=tuple(problems),
+        raw=data,
     )
 
 
@@ -301,6 +327,9 @@ def command_of(message: Message, contact_address: str) -> Action:
 
 def handle(settings: Settings, database: Database, message_id: int, message: Message) -> Action:
     """Store what was read next to the raw post, act on it, and say what was done."""
+    if bounces.looks_like_bounce(settings, message.recipients, message.raw):
+        handle_bounce(settings, database, message_id, message, message.raw)
+        return Action.BOUNCE
     action = command_of(message, settings.contact_address)
     try:
         address: subscribers.Address | None = subscribers.normalize(message.sender)
@@ -310,12 +339,7 @@ def handle(settings: Settings, database: Database, message_id: int, message: Mes
     people: list[tuple[int, str]] = []
     with database.session() as session:
         row = session.get_one(InboundMessage, message_id)
-        sender = address.email if address else message.sender
-        row.sender = _storable(sender, InboundMessage.sender) or None
-        row.recipient = _storable(", ".join(message.recipients), InboundMessage.recipient) or None
-        row.subject = _storable(message.subject, InboundMessage.subject) or None
-        row.text = _storable(message.text) or None
-        row.problem = _storable("\n".join(message.problems)) or None
+        _fill(row, message, address.email if address else message.sender, message.problems)
         row.action = action
         if address is not None and action is Action.SUBSCRIBE:
             subject = _storable(message.subject[:_SUBJECT_IN_CONSENT])
@@ -354,6 +378,39 @@ def handle(settings: Settings, database: Database, message_id: int, message: Mes
     with database.session() as session:
         session.get_one(InboundMessage, message_id).handled_at = utcnow()
     return action
+
+
+@dataclass(frozen=True)
+class BounceResult:
+    events: int  # failed deliveries the message reports
+    stored: int  # of them, new (the message may have been read before)
+    changes: list[subscribers.StatusChange]
+
+
+def handle_bounce(
+    settings: Settings, database: Database, message_id: int, message: Message, raw: bytes
+) -> BounceResult:
+    """Read a stored message as a bounce, store its events and apply the policy.
+
+    The message's row says what was read and ``bounce`` (or ``none`` when it reports
+    no failed delivery: an auto-reply, a person writing to the bounce address).
+    """
+    bounce = bounces.read_bounce(settings, raw, envelope_recipients=message.recipients)
+    receipt = events.receive(database, settings, bounce.events)
+    with database.session() as session:
+        row = session.get_one(InboundMessage, message_id)
+        _fill(row, message, message.sender, (*message.problems, *bounce.problems))
+        row.action = Action.BOUNCE if bounce.events else Action.NONE
+        row.handled_at = utcnow()
+    return BounceResult(len(bounce.events), receipt.stored, receipt.changes)
+
+
+def _fill(row: InboundMessage, message: Message, sender: str, problems: tuple[str, ...]) -> None:
+    row.sender = _storable(sender, InboundMessage.sender) or None
+    row.recipient = _storable(", ".join(message.recipients), InboundMessage.recipient) or None
+    row.subject = _storable(message.subject, InboundMessage.subject) or None
+    row.text = _storable(message.text) or None
+    row.problem = _storable("\n".join(problems)) or None
 
 
 def _storable(text: str, column: QueryableAttribute[Any] | None = None) -> str:

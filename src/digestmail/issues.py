@@ -14,6 +14,7 @@ from sqlalchemy import select
 from digestmail.config import Settings
 from digestmail.content.source import load_issue
 from digestmail.db import Database
+from digestmail.media import MediaStore
 from digestmail.models import Issue, IssueStatus
 from digestmail.render import render_issue
 
@@ -26,10 +27,11 @@ def add_issue(db: Database, settings: Settings, path: str | Path, *, ready: bool
     """Check, render and store an issue file; an unsent issue with the same slug is replaced.
 
     Raises ``content.source.IssueSourceError`` (with every problem) for a file that
-    fails ``issue check``, and ``IssueStoreError`` when that issue was already sent:
-    what subscribers received must stay on record.
+    fails ``issue check`` (a hero picture named by file must be in the media folder),
+    and ``IssueStoreError`` when that issue was already sent: what subscribers received
+    must stay on record.
     """
-    content = load_issue(path)
+    content = load_issue(path, media=MediaStore.of(settings))
     rendered = render_issue(content, settings)
     source = Path(path).read_text(encoding="utf-8-sig")
     status = IssueStatus.READY if ready else IssueStatus.DRAFT
@@ -73,3 +75,27 @@ def list_issues(db: Database) -> list[Issue]:
                 )
             )
         )
+
+
+def published_issue(db: Database, slug: str) -> Issue | None:
+    """The issue if it has been sent, else None: only sent issues are public.
+
+    A draft and a missing issue give the same None, so a public page cannot tell
+    visitors that an unpublished issue exists.
+    """
+    with db.session() as session:
+        return session.scalar(
+            select(Issue).where(Issue.slug == slug, Issue.status == IssueStatus.SENT)
+        )
+
+
+def published_issues(db: Database, *, limit: int | None = None) -> list[Issue]:
+    """Sent issues, the most recently sent first (the archive and its feed)."""
+    with db.session() as session:
+        query = (
+            select(Issue)
+            .where(Issue.status == IssueStatus.SENT)
+            .order_by(Issue.sent_at.desc(), Issue.id.desc())
+            .limit(limit)
+        )
+        return list(session.scalars(query))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -11,6 +12,19 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class DatabaseNotReady(Exception):
+    """The database has no schema yet (``current`` is None), or not this version's."""
+
+    def __init__(self, current: str | None, head: str, *, known: bool = True) -> None:
+        state = "no schema" if current is None else f"schema {current}"
+        super().__init__(f"the database has {state}; this version needs schema {head}")
+        self.current = current
+        self.head = head
+        # False: the database's schema is one these migrations do not know (newer code
+        # upgraded it), so upgrading cannot help.
+        self.known = known
 
 
 def alembic_config(url: str) -> Config:
@@ -23,7 +37,7 @@ def alembic_config(url: str) -> Config:
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the schema to the newest revision; returns (before, after). A no-op when current."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    head = head_revision()
     with engine.connect() as conn:
         before = MigrationContext.configure(conn).get_current_revision()
     if before != head:
@@ -34,9 +48,30 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     return before, head
 
 
-def is_current(engine: Engine) -> bool:
-    """Whether the database has the newest schema (nothing for ``upgrade`` to do)."""
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def head_revision() -> str:
+    head = _scripts().get_current_head()
+    assert head is not None
+    return head
+
+
+def check_ready(engine: Engine) -> None:
+    """Raise ``DatabaseNotReady`` unless the schema is this version's; creates nothing.
+
+    A SQLite file that does not exist yet is not created by asking (connecting would).
+    Connection failures surface as the driver's own ``OperationalError``.
+    """
+    head = head_revision()
+    url = engine.url
+    file = url.database if url.get_backend_name() == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(str(file)).exists():
+        raise DatabaseNotReady(None, head)
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == head
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current != head:
+        known = current is None or current in {s.revision for s in _scripts().walk_revisions()}
+        raise DatabaseNotReady(current, head, known=known)

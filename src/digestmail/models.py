@@ -102,14 +102,14 @@ def fit(column: QueryableAttribute[Any], value: str) -> str:
     return value[: max_length(column)]
 
 
-def _enum(cls: type[enum.Enum]) -> Enum:
+def _enum(cls: type[enum.Enum], length: int = 16) -> Enum:
     # Stored as plain strings: portable across SQLite and PostgreSQL, and adding a
     # value later needs no ALTER TYPE.
     return Enum(
         cls,
         native_enum=False,
         create_constraint=False,
-        length=16,
+        length=length,
         values_callable=lambda e: [m.value for m in e],
     )
 
@@ -314,14 +314,53 @@ class Delivery(Base):
     updated_at: Mapped[datetime | None]
 
 
+class EventKind(enum.StrEnum):
+    """What happened to a message, in our words: every source's events map onto these.
+
+    SendGrid's event names, bounce types and drop reasons, bounce messages (DSNs) and
+    refusals while sending by SMTP are all normalised to one of these before any
+    policy looks at them (``digestmail.events``).
+    """
+
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"  # a temporary failure; the sender is still trying
+    BOUNCED = "bounced"  # refused for good: the address does not work
+    BLOCKED = "blocked"  # refused after trying (a soft bounce): the address may come back
+    DROPPED = "dropped"  # not sent, for a reason that says nothing about the address
+    COMPLAINED = "complained"  # marked as spam
+    UNSUBSCRIBED = "unsubscribed"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    OTHER = "other"  # kept for the record, means nothing to the list (e.g. "processed")
+
+
+class EventSource(enum.StrEnum):
+    SENDGRID = "sendgrid"  # the Event Webhook
+    RECONCILE = "reconcile"  # SendGrid's suppression lists, read back
+    BOUNCE_MESSAGE = "bounce_message"  # a bounce message (DSN or another format)
+    SMTP = "smtp"  # a refusal while sending by SMTP
+
+
 class Event(Base):
-    """A provider event, normalised; the unique provider id makes webhook replays no-ops."""
+    """A provider event, normalised; the unique provider id makes webhook replays no-ops.
+
+    Stored before any policy is applied (``applied_at`` is set once it has been), with
+    the event as it arrived in ``payload``.
+    """
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_campaign_kind", "campaign_id", "type"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_event_id: Mapped[str] = mapped_column(String(200), unique=True)
-    type: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[EventKind] = mapped_column(
+        "type",
+        _enum(EventKind, 32),
+        index=True,
+    )
+    source: Mapped[EventSource] = mapped_column(
+        _enum(EventSource), default=EventSource.SENDGRID, server_default="sendgrid"
+    )
     email: Mapped[str | None] = mapped_column(String(320))
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
@@ -329,9 +368,65 @@ class Event(Base):
     campaign_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaigns.id", ondelete="SET NULL"), index=True
     )
+    delivery_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("deliveries.id", ondelete="SET NULL"),
+        index=True,
+    )
+    # The provider's or the remote server's own words (bounce reason, drop reason).
+    reason: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]]
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    applied_at: Mapped[datetime | None]
+
+
+class ChangeCause(enum.StrEnum):
+    """Why a subscriber's status changed (with ``SubscriberChange.event_id`` for events)."""
+
+    FORM = "form"  # a subscription request created the row (the form)
+    EMAIL = "email"  # … an email to the contact address
+    STAFF = "staff"  # staff added, vouched for or removed them
+    IMPORT = "import"  # a staff import
+    CONFIRMATION_LINK = "confirmation_link"  # they followed their confirmation link
+    UNSUBSCRIBE_LINK = "unsubscribe_link"  # the unsubscribe page or one-click
+    EVENT = "event"  # a mail event: bounce, complaint, unsubscribe at the provider
+
+
+class SubscriberChange(Base):
+    """One change of a subscriber's status and its cause: the list's history of a person.
+
+    Written by ``subscribers`` together with the change itself, never separately.
+    ``old_status`` is empty for the change that created the subscriber.
+    """
+
+    __tablename__ = "subscriber_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    old_status: Mapped[SubscriberStatus | None] = mapped_column(_enum(SubscriberStatus))
+    new_status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus))
+    cause: Mapped[ChangeCause] = mapped_column(_enum(ChangeCause, 32))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
+    event_kind: Mapped[EventKind | None] = mapped_column(_enum(EventKind, 32))
+    # The reason in words as it came (a bounce's text, the drop reason), or a note.
+    detail: Mapped[str | None] = mapped_column(Text)
+    by: Mapped[str | None] = mapped_column(String(200))  # staff, for staff's changes
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SoftBounce(Base):
+    """One soft-bounce point: at most one per subscriber and day, dated so that it ages."""
+
+    __tablename__ = "soft_bounces"
+    __table_args__ = (UniqueConstraint("subscriber_id", "day"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
 
 
 class InboundMessage(Base):

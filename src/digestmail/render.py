@@ -27,6 +27,7 @@ from markupsafe import Markup
 from digestmail.config import Settings
 from digestmail.content.model import LANGUAGE_TAG, Issue
 from digestmail.emailhtml import MJMLError, mjml_to_email_html
+from digestmail.media import MediaError, picture_url
 from digestmail.paths import templates_root
 from digestmail.placeholders import token
 from digestmail.subscribers import clean_name
@@ -267,8 +268,12 @@ def _template_context(
     if issue.hero is not None:
         if not issue.hero.alt.strip():
             raise RenderError(f"the hero image {issue.hero.url!r} has no alt text")
+        try:
+            url = picture_url(settings, issue.hero.url)
+        except MediaError as exc:
+            raise RenderError(f"the hero image {exc}") from exc
         hero = {
-            "url": issue.hero.url,
+            "url": url,
             "alt": issue.hero.alt.strip(),
             "credit": _credit_html(issue.hero.credit, issue.hero.credit_url),
         }
@@ -304,6 +309,15 @@ def _credit_html(credit: str | None, url: str | None) -> Markup | None:
         label = text.replace("[", "\\[").replace("]", "\\]")
         return inline_html(f"[{label}](<{url}>)")
     return inline_html(text)
+
+
+def issue_context(issue: Issue, settings: Settings) -> dict[str, object]:
+    """What the templates show of an issue: the email's, and the archive's printable page.
+
+    Inline Markdown is already safe HTML, the picture's address is absolute, and the
+    per-recipient values are placeholders (a page for everyone leaves them out).
+    """
+    return _template_context(issue, settings, default_subject(issue), default_preheader(issue))
 
 
 def render_mjml(issue: Issue, settings: Settings) -> str:

@@ -16,25 +16,29 @@ import hashlib
 import hmac
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import String, Table, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from digestmail.config import Settings
 from digestmail.models import (
+    ChangeCause,
     Delivery,
     ErasedAddress,
     Event,
+    EventKind,
     InboundMessage,
+    SoftBounce,
     Subscriber,
+    SubscriberChange,
     SubscriberSource,
     SubscriberStatus,
     SubscriptionRequest,
@@ -60,6 +64,7 @@ NAME_MAX = 200
 _SPACED = frozenset({"Cc", "Zl", "Zp"})
 _DROPPED = frozenset({"Cf", "Cs"})
 _JOINERS = frozenset({"\u200c", "\u200d"})
+_T = TypeVar("_T")
 # Bulk statements stay well below SQLite's and psycopg's parameter limits.
 _CHUNK = 1000
 
@@ -235,6 +240,164 @@ def _consent(now: datetime, ip: str | None, by: str | None, text: str | None) ->
     return {"consent_at": now, "consent_ip": ip, "consent_by": by, "consent_text": text}
 
 
+# --- every change of status, with its cause -----------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A change of one subscriber's status, and why; see ``change_status``."""
+
+    subscriber_id: int
+    status: SubscriberStatus
+    cause: ChangeCause
+    detail: str | None = None
+    event_id: int | None = None
+    event_kind: EventKind | None = None
+    by: str | None = None
+    # Only a subscriber in one of these statuses changes (None: any other status).
+    only_from: frozenset[SubscriberStatus] | None = None
+
+
+# A creation's cause, by the source of the request that created the row.
+_CREATED_BY = {
+    SubscriberSource.FORM: ChangeCause.FORM,
+    SubscriberSource.EMAIL: ChangeCause.EMAIL,
+    SubscriberSource.STAFF: ChangeCause.STAFF,
+    SubscriberSource.IMPORT: ChangeCause.IMPORT,
+}
+
+
+def change_status(session: Session, changes: Sequence[StatusChange]) -> list[StatusChange]:
+    """The one way a subscriber's status changes: the change and its record, together.
+
+    Bulk (a statement per target status and a history insert, however many rows), so
+    the event policy can apply a whole webhook batch in one call. Changes apply in
+    order; one that would change nothing (same status, or not from ``only_from``) is
+    skipped, and so is one for a subscriber that is gone. Returns those that applied.
+    The dates that go with a status (``unsubscribed_at``, ``confirmed_at``) are set here
+    too, and a confirmed subscriber's soft-bounce points are forgotten.
+    """
+    if not changes:
+        return []
+    now = utcnow()
+    current: dict[int, SubscriberStatus] = {}
+    ids = sorted({c.subscriber_id for c in changes})
+    for chunk in _chunks(ids, _CHUNK):
+        rows = session.execute(
+            select(Subscriber.id, Subscriber.status)
+            .where(Subscriber.id.in_(chunk))
+            .with_for_update()
+        )
+        current.update((row.id, SubscriberStatus(row.status)) for row in rows)
+    applied: list[tuple[StatusChange, SubscriberStatus]] = []
+    for change in changes:
+        old = current.get(change.subscriber_id)
+        if old is None or old is change.status:
+            continue
+        if change.only_from is not None and old not in change.only_from:
+            continue
+        current[change.subscriber_id] = change.status
+        applied.append((change, old))
+    final: dict[SubscriberStatus, list[int]] = {}
+    for sid in {c.subscriber_id for c, _ in applied}:
+        final.setdefault(current[sid], []).append(sid)
+    for status, sids in final.items():
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status is SubscriberStatus.UNSUBSCRIBED:
+            values["unsubscribed_at"] = now
+        if status is SubscriberStatus.ACTIVE:
+            values.update(confirmed_at=now, soft_bounce_score=0, soft_bounce_at=None)
+        for chunk in _chunks(sorted(sids), _CHUNK):
+            session.execute(
+                update(Subscriber).where(Subscriber.id.in_(chunk)).values(**values),
+                execution_options={"synchronize_session": "evaluate"},
+            )
+            if status is SubscriberStatus.ACTIVE:
+                session.execute(delete(SoftBounce).where(SoftBounce.subscriber_id.in_(chunk)))
+    _record(
+        session,
+        [
+            {
+                "subscriber_id": c.subscriber_id,
+                "old_status": old,
+                "new_status": c.status,
+                "cause": c.cause,
+                "event_id": c.event_id,
+                "event_kind": c.event_kind,
+                "detail": c.detail,
+                "by": fit(SubscriberChange.by, c.by) if c.by else None,
+                "at": now,
+            }
+            for c, old in applied
+        ],
+    )
+    return [c for c, _ in applied]
+
+
+def _created(
+    session: Session,
+    rows: Sequence[tuple[int, str]],
+    status: SubscriberStatus,
+    cause: ChangeCause,
+    *,
+    by: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Record the first status of rows just inserted (``change_status``'s twin for inserts)."""
+    now = utcnow()
+    by = fit(SubscriberChange.by, by) if by else None
+    _record(
+        session,
+        [
+            {
+                "subscriber_id": sid,
+                "old_status": None,
+                "new_status": status,
+                "cause": cause,
+                "event_id": None,
+                "event_kind": None,
+                "detail": detail,
+                "by": by,
+                "at": now,
+            }
+            for sid, _ in rows
+        ],
+    )
+
+
+def _created_if(
+    session: Session,
+    subscriber_id: int,
+    created: bool,
+    status: SubscriberStatus,
+    cause: ChangeCause,
+    by: str | None,
+) -> None:
+    """``_created`` for one row that may or may not be new, in one statement either way.
+
+    INSERT … SELECT … WHERE ``created``: the public form does the same work whether or
+    not the address was already on the list (see ``request_subscription``).
+    """
+    table = cast(Table, SubscriberChange.__table__)
+    by = fit(SubscriberChange.by, by) if by else None
+    row = select(
+        literal(subscriber_id, table.c.subscriber_id.type),
+        literal(status.value, String),
+        literal(cause.value, String),
+        literal(by, String),
+        literal(utcnow(), table.c.at.type),
+    ).where(literal(created))
+    session.execute(
+        table.insert().from_select(["subscriber_id", "new_status", "cause", "by", "at"], row)
+    )
+
+
+def _record(session: Session, rows: list[dict[str, Any]]) -> None:
+    table = cast(Table, SubscriberChange.__table__)
+    for start in range(0, len(rows), _CHUNK):
+        session.execute(table.insert(), rows[start : start + _CHUNK])
+
+
 # --- double opt-in ------------------------------------------------------------------
 
 # Unconfirmed requests kept per subscriber: enough for every link a person could still
@@ -247,6 +410,8 @@ class Outcome(StrEnum):
 
     CONFIRM_SENT = "confirm"  # a confirmation email is due
     ALREADY_ACTIVE = "active"  # nothing to do
+    # They marked our mail as spam: nothing is sent, and only staff can take them back.
+    COMPLAINED = "complained"
 
 
 @dataclass(frozen=True)
@@ -259,6 +424,12 @@ class Request:
     @property
     def needs_confirmation(self) -> bool:
         return self.outcome is Outcome.CONFIRM_SENT
+
+
+_OUTCOMES = {
+    SubscriberStatus.ACTIVE: Outcome.ALREADY_ACTIVE,
+    SubscriberStatus.COMPLAINED: Outcome.COMPLAINED,
+}
 
 
 def request_subscription(
@@ -278,7 +449,9 @@ def request_subscription(
     (status, name, source, consent record). Its details reach the subscriber only
     through ``confirm`` (the link it led to) or staff vouching. A new address becomes
     ``pending``, its row holding this first request's details; an active one needs
-    nothing; an unsubscribed, bounced or complained one keeps its status.
+    nothing; an unsubscribed, bounced or complained one keeps its status. Somebody
+    who marked our mail as spam is never mailed again, not even a confirmation: the
+    answer is the same, and only staff can take them back (``add_by_staff``).
 
     The work is the same whatever the address's state -- one insert attempt, one locked
     read, one request row, one prune -- so the time taken does not tell an active
@@ -288,7 +461,7 @@ def request_subscription(
     clean = clean_name(name)
     ip = fit(SubscriptionRequest.ip, ip) if ip is not None else None
     by = fit(SubscriptionRequest.by, by) if by is not None else None
-    _insert_ignoring_duplicates(
+    created = _insert_ignoring_duplicates(
         session,
         [
             {
@@ -306,6 +479,7 @@ def request_subscription(
     sub = session.scalars(
         select(Subscriber).where(Subscriber.email_key == address.key).with_for_update()
     ).one()
+    _created_if(session, sub.id, bool(created), SubscriberStatus.PENDING, _CREATED_BY[source], by)
     request = SubscriptionRequest(
         subscriber_id=sub.id,
         name=clean,
@@ -318,9 +492,7 @@ def request_subscription(
     session.add(request)
     session.flush()
     _prune_requests(session, sub.id)
-    outcome = (
-        Outcome.ALREADY_ACTIVE if sub.status is SubscriberStatus.ACTIVE else Outcome.CONFIRM_SENT
-    )
+    outcome = _OUTCOMES.get(sub.status, Outcome.CONFIRM_SENT)
     return Request(sub.id, sub.email, outcome, request.id)
 
 
@@ -371,13 +543,16 @@ def confirm(
     the record says who asked, when, from where and with which wording, and a later
     request by somebody else changes nothing. Links sent before requests were kept
     (no request that old) activate the subscriber with the record the row holds.
-    A link older than the person's unsubscribe is stale: it must not undo it.
+    A link older than the person's unsubscribe is stale: it must not undo it. So is
+    every link of somebody who marked our mail as spam: only staff take them back.
     """
     sub = session.get(Subscriber, subscriber_id, with_for_update=True)
     if sub is None:
         return ConfirmResult.UNKNOWN, None
     if sub.status is SubscriberStatus.ACTIVE:
         return ConfirmResult.ALREADY, sub
+    if sub.status is SubscriberStatus.COMPLAINED:
+        return ConfirmResult.STALE, sub
     stmt = select(SubscriptionRequest).where(SubscriptionRequest.subscriber_id == sub.id)
     if signed_at is not None:
         stmt = stmt.where(SubscriptionRequest.requested_at < signed_at + _TOKEN_CLOCK)
@@ -387,12 +562,19 @@ def confirm(
     asked_at = request.requested_at if request is not None else signed_at or sub.consent_at
     if sub.unsubscribed_at is not None and asked_at is not None and asked_at < sub.unsubscribed_at:
         return ConfirmResult.STALE, sub
-    _activate(session, settings, sub, request)
+    _activate(session, settings, sub, request, ChangeCause.CONFIRMATION_LINK)
     return ConfirmResult.CONFIRMED, sub
 
 
 def _activate(
-    session: Session, settings: Settings, sub: Subscriber, request: SubscriptionRequest | None
+    session: Session,
+    settings: Settings,
+    sub: Subscriber,
+    request: SubscriptionRequest | None,
+    cause: ChangeCause,
+    *,
+    by: str | None = None,
+    detail: str | None = None,
 ) -> None:
     """Make ``sub`` active on the strength of ``request`` (its link followed, or staff)."""
     now = utcnow()
@@ -405,9 +587,7 @@ def _activate(
             setattr(sub, attr, value)
         if request.name:
             sub.name = request.name
-    sub.status = SubscriberStatus.ACTIVE
-    sub.confirmed_at = now
-    sub.soft_bounce_score = 0
+    change_status(session, [StatusChange(sub.id, SubscriberStatus.ACTIVE, cause, detail, by=by)])
     # They asked again and proved the mailbox is theirs: an old erasure no longer applies.
     session.execute(
         delete(ErasedAddress).where(
@@ -417,34 +597,56 @@ def _activate(
     session.flush()
 
 
+_UNSUBSCRIBABLE = frozenset(
+    {SubscriberStatus.ACTIVE, SubscriberStatus.PENDING, SubscriberStatus.BOUNCED}
+)
+
+
 def unsubscribe(session: Session, subscriber_id: int) -> Subscriber | None:
-    """Stop mail to a subscriber at once; idempotent; None if they no longer exist."""
+    """Stop mail to a subscriber at once (their link); idempotent; None if they are gone."""
     sub = session.get(Subscriber, subscriber_id, with_for_update=True)
     if sub is None:
         return None
-    if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING, SubscriberStatus.BOUNCED):
-        sub.status = SubscriberStatus.UNSUBSCRIBED
-        sub.unsubscribed_at = utcnow()
-        session.flush()
+    change = StatusChange(
+        sub.id,
+        SubscriberStatus.UNSUBSCRIBED,
+        ChangeCause.UNSUBSCRIBE_LINK,
+        only_from=_UNSUBSCRIBABLE,
+    )
+    change_status(session, [change])
     return sub
 
 
-def suppress(session: Session, subscriber_id: int, status: SubscriberStatus) -> Subscriber | None:
-    """Mark a subscriber as one never to mail (bounce and complaint policy, staff).
+def suppress(
+    session: Session,
+    subscriber_id: int,
+    status: SubscriberStatus,
+    *,
+    cause: ChangeCause = ChangeCause.STAFF,
+    by: str | None = None,
+) -> Subscriber | None:
+    """Mark a subscriber as one never to mail (staff; the event policy uses
+    ``suppress_many``).
 
     A complaint outranks everything; an unsubscribe is never downgraded to a bounce.
     """
-    if status not in SUPPRESSED:
-        raise ValueError(f"{status} is not a suppression status")
     sub = session.get(Subscriber, subscriber_id, with_for_update=True)
     if sub is None:
         return None
-    if _SUPPRESSION_RANK.get(sub.status, 0) < _SUPPRESSION_RANK[status]:
-        sub.status = status
-        if status is SubscriberStatus.UNSUBSCRIBED:
-            sub.unsubscribed_at = utcnow()
-        session.flush()
+    suppress_many(session, [StatusChange(sub.id, status, cause, by=by)])
     return sub
+
+
+def suppress_many(session: Session, changes: Sequence[StatusChange]) -> list[StatusChange]:
+    """Suppress many subscribers at once, each only upwards on ``_SUPPRESSION_RANK``."""
+    ranked = []
+    for change in changes:
+        if change.status not in SUPPRESSED:
+            raise ValueError(f"{change.status} is not a suppression status")
+        rank = _SUPPRESSION_RANK[change.status]
+        weaker = frozenset(s for s in SubscriberStatus if _SUPPRESSION_RANK.get(s, 0) < rank)
+        ranked.append(replace(change, only_from=weaker))
+    return change_status(session, ranked)
 
 
 # --- staff ---------------------------------------------------------------------------
@@ -452,6 +654,14 @@ def suppress(session: Session, subscriber_id: int, status: SubscriberStatus) -> 
 
 class Erased(Exception):
     """The address was erased on request; staff cannot add it back on their own."""
+
+
+class Complained(Exception):
+    """The person marked our mail as spam: staff take them back only by vouching."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__(email)
+        self.email = email
 
 
 def add_by_staff(
@@ -466,8 +676,10 @@ def add_by_staff(
     """Add one subscriber; returns it and whether a confirmation email is due.
 
     ``confirmed``: staff vouch for consent (a reader who wrote in), so the row is
-    active at once -- unless the person had unsubscribed or complained, which staff
-    cannot overrule from the command line.
+    active at once -- unless the person had unsubscribed or bounced: they are sent a
+    confirmation and come back by following it. Somebody who marked our mail as spam
+    is never sent anything unasked: without ``confirmed`` this raises ``Complained``;
+    with it, staff take them back (recorded as theirs, with the complaint overruled).
     """
     if is_erased(session, settings, address.key):
         raise Erased(address.email)
@@ -485,15 +697,29 @@ def add_by_staff(
         by=staff,
     )
     sub = session.get_one(Subscriber, request.subscriber_id)
+    vouched = session.get_one(SubscriptionRequest, request.request_id)
+    if request.outcome is Outcome.COMPLAINED:
+        if not confirmed:
+            raise Complained(sub.email)
+        _activate(
+            session,
+            settings,
+            sub,
+            vouched,
+            ChangeCause.STAFF,
+            by=staff,
+            detail="staff vouch for consent after a spam complaint",
+        )
+        return sub, False
     if not request.needs_confirmation:
         return sub, False
     if confirmed and sub.status is SubscriberStatus.PENDING:
-        _activate(session, settings, sub, session.get_one(SubscriptionRequest, request.request_id))
+        _activate(session, settings, sub, vouched, ChangeCause.STAFF, by=staff)
         return sub, False
     return sub, True
 
 
-def remove(session: Session, address: str) -> Subscriber | None:
+def remove(session: Session, address: str, *, by: str | None = None) -> Subscriber | None:
     """Staff removal: the row stays, as ``unsubscribed``, so the address is never mailed again.
 
     Goes through ``suppress`` and its ranking, so a stronger record is never
@@ -504,7 +730,7 @@ def remove(session: Session, address: str) -> Subscriber | None:
     sub = find(session, address)
     if sub is None:
         return None
-    return suppress(session, sub.id, SubscriberStatus.UNSUBSCRIBED)
+    return suppress(session, sub.id, SubscriberStatus.UNSUBSCRIBED, by=by)
 
 
 def erase(session: Session, settings: Settings, address: str) -> bool:
@@ -526,20 +752,42 @@ def erase(session: Session, settings: Settings, address: str) -> bool:
         session.execute(
             update(Event)
             .where(Event.subscriber_id == sub.id)
-            .values(email=None, payload={"erased": True})
+            .values(email=None, payload={"erased": True}, reason=None)
         )
         session.delete(sub)
     session.execute(
         update(Event)
         .where(func.lower(Event.email) == key)
-        .values(email=None, payload={"erased": True})
+        .values(email=None, payload={"erased": True}, reason=None)
     )
     session.execute(delete(InboundMessage).where(func.lower(InboundMessage.sender) == key))
+    _erase_inbound_mentions(session, key)
     digest = erased_hash(settings, key)
     if session.scalar(select(ErasedAddress.id).where(ErasedAddress.email_hash == digest)) is None:
         session.add(ErasedAddress(email_hash=digest))
     session.flush()
     return sub is not None
+
+
+def _erase_inbound_mentions(session: Session, key: str) -> None:
+    """Delete kept inbound mail whose raw post names the address anywhere.
+
+    A post whose From could not be read has no ``sender`` to match, but the person's
+    address is still in its raw bytes (a header, the body, the envelope). Mail to the
+    contact address is a few messages a day, so reading the raw posts here is cheap,
+    and comparing bytes works on both databases whatever the posts' encodings.
+    """
+    needle = key.encode("utf-8")
+    rows = session.execute(
+        select(InboundMessage.id, InboundMessage.raw)
+        .where(InboundMessage.raw.is_not(None))
+        .execution_options(yield_per=200)
+    )
+    doomed = [row.id for row in rows if row.raw is not None and needle in row.raw.lower()]
+    for chunk in range(0, len(doomed), _CHUNK):
+        session.execute(
+            delete(InboundMessage).where(InboundMessage.id.in_(doomed[chunk : chunk + _CHUNK]))
+        )
 
 
 # --- bulk import ---------------------------------------------------------------------
@@ -632,11 +880,12 @@ def import_rows(
                 }
             )
     report.added = _insert_ignoring_duplicates(session, new)
+    _created(session, report.added, status, ChangeCause.IMPORT, by=staff, detail=source_label)
     report.existing += len(new) - len(report.added)  # lost a race to a concurrent insert
     return report
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -649,3 +898,113 @@ def iter_subscribers(
     if status is not None:
         stmt = stmt.where(Subscriber.status == status)
     yield from session.scalars(stmt)
+
+
+# --- one subscriber's record ----------------------------------------------------------
+
+
+def soft_bounce_since(settings: Settings, now: datetime) -> date:
+    """The first day whose soft-bounce points still count (the rule's one home)."""
+    return now.date() - timedelta(days=settings.soft_bounce_days - 1)
+
+
+@dataclass(frozen=True)
+class Change:
+    at: datetime
+    old_status: SubscriberStatus | None
+    new_status: SubscriberStatus
+    cause: ChangeCause
+    detail: str | None
+    by: str | None
+    event_id: int | None
+    event_kind: EventKind | None
+    provider_event_id: str | None
+
+
+@dataclass(frozen=True)
+class MailEvent:
+    """A bounce, complaint or refusal on record for the subscriber."""
+
+    at: datetime
+    kind: EventKind
+    source: str
+    reason: str | None
+    campaign_id: int | None
+    provider_event_id: str
+
+
+@dataclass(frozen=True)
+class SubscriberRecord:
+    """Everything the list knows about one person: for staff (``show``) and the admin."""
+
+    subscriber: Subscriber
+    changes: list[Change]
+    events: list[MailEvent]
+    soft_bounce_days: list[date]  # the points that still count, oldest first
+    soft_bounce_limit: int
+    soft_bounce_window: int  # days
+
+    @property
+    def soft_bounce_score(self) -> int:
+        return len(self.soft_bounce_days)
+
+
+# Events worth showing on a person's record: what happened to mail that did not arrive
+# or that they objected to (opens and deliveries are only counted, per campaign).
+_RECORDED_KINDS = (
+    EventKind.BOUNCED,
+    EventKind.BLOCKED,
+    EventKind.DROPPED,
+    EventKind.COMPLAINED,
+    EventKind.UNSUBSCRIBED,
+)
+_RECORD_EVENTS_MAX = 200
+
+
+def record_of(session: Session, settings: Settings, address: str) -> SubscriberRecord | None:
+    """The subscriber with their history of status changes, bounces and soft-bounce score."""
+    sub = find(session, address)
+    if sub is None:
+        return None
+    changes = [
+        Change(
+            at=c.at,
+            old_status=c.old_status,
+            new_status=c.new_status,
+            cause=c.cause,
+            detail=c.detail,
+            by=c.by,
+            event_id=c.event_id,
+            event_kind=c.event_kind,
+            provider_event_id=pid,
+        )
+        for c, pid in session.execute(
+            select(SubscriberChange, Event.provider_event_id)
+            .outerjoin(Event, Event.id == SubscriberChange.event_id)
+            .where(SubscriberChange.subscriber_id == sub.id)
+            .order_by(SubscriberChange.at, SubscriberChange.id)
+        )
+    ]
+    events = [
+        MailEvent(
+            e.occurred_at, e.kind, e.source.value, e.reason, e.campaign_id, e.provider_event_id
+        )
+        for e in session.scalars(
+            select(Event)
+            .where(Event.subscriber_id == sub.id, Event.kind.in_(_RECORDED_KINDS))
+            .order_by(Event.occurred_at.desc(), Event.id.desc())
+            .limit(_RECORD_EVENTS_MAX)
+        )
+    ]
+    events.reverse()
+    since = soft_bounce_since(settings, utcnow())
+    days = list(
+        session.scalars(
+            select(SoftBounce.day)
+            .where(SoftBounce.subscriber_id == sub.id, SoftBounce.day >= since)
+            .order_by(SoftBounce.day)
+        )
+    )
+    return SubscriberRecord(
+        sub, changes, events, days, settings.soft_bounce_limit, settings.soft_bounce_days
+    )

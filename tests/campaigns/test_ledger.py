@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import select
 
@@ -20,7 +22,7 @@ def _started(database: Database, settings: Settings, n: int) -> tuple[int, Ledge
     add_subscribers(database, n)
     slug = store_issue(database, settings)
     cid = campaigns.create_campaign(database, settings, slug)
-    ledger = Ledger(cid, batch_size=4, recipient_retry_delays=(60,))
+    ledger = Ledger(cid, settings=settings, batch_size=4, recipient_retry_delays=(60,))
     with database.engine.begin() as conn:
         ledger.snapshot(conn, utcnow())
     return cid, ledger
@@ -97,3 +99,70 @@ def test_a_batch_put_back_is_pending_again_with_its_try_not_counted(
     with database.engine.begin() as conn:
         ledger.continue_numbering(conn)
     assert ledger.next_batch == 2
+
+
+def test_a_permanent_smtp_refusal_bounces_the_subscriber_at_once(
+    database: Database, small: Settings
+) -> None:
+    """A 550 at RCPT (aiosmtpd) makes the subscriber ``bounced`` with the refusal as the
+    cause; a 4xx is not a bounce; the next campaign does not mail the bounced address.
+    Every message goes out with its own VERP return path."""
+    from pydantic import SecretStr
+
+    from digestmail import bounces, subscribers
+    from digestmail.campaigns import run_campaign
+    from digestmail.models import ChangeCause, EventKind, SubscriberStatus
+    from digestmail.transports.smtp import SMTPTransport
+    from tests.fakes.smtp import SMTPSink
+
+    add_subscribers(database, 12)
+    slug = store_issue(database, small)
+    with SMTPSink() as sink:
+        smtp = small.model_copy(
+            update={
+                "transport": "smtp",
+                "smtp_url": SecretStr(sink.url()),
+                "bounce_address": "bounces@bounce.example.org",
+            }
+        )
+        sink.reject("user4@example.com")
+        sink.reject("user9@example.com")
+        sink.temp_fail("user6@example.com", times=1)
+        cid = campaigns.create_campaign(database, smtp, slug)
+        tx = SMTPTransport(smtp, retry_delays=())
+        try:
+            run_campaign(database, smtp, cid, transport=tx, recipient_retry_delays=(0.05,))
+            with database.session() as s:
+                for email in ("user4@example.com", "user9@example.com"):
+                    sub = subscribers.find(s, email)
+                    assert sub is not None and sub.status is SubscriberStatus.BOUNCED
+                    record = subscribers.record_of(s, smtp, email)
+                    assert record is not None
+                    change = record.changes[-1]
+                    assert (change.cause, change.event_kind) == (
+                        ChangeCause.EVENT,
+                        EventKind.BOUNCED,
+                    )
+                    assert change.detail is not None and change.detail.startswith("550")
+                    assert record.events[-1].source == "smtp"
+                greylisted = subscribers.find(s, "user6@example.com")
+                assert greylisted is not None and greylisted.status is SubscriberStatus.ACTIVE
+            envelopes = {m.rcpt_tos[0]: m.mail_from for m in sink.messages}
+            rows = {r.email: r.id for r in _deliveries(database, cid)}
+            assert len(envelopes) == 10
+            for email, mail_from in envelopes.items():
+                assert mail_from.startswith("bounces+")
+                assert bounces.delivery_of(smtp, mail_from) == rows[email]
+            sink.messages.clear()
+            again = campaigns.create_campaign(database, smtp, slug, again=True)
+            run_campaign(database, smtp, again, transport=tx)
+        finally:
+            tx.close()
+        assert sorted(m.rcpt_tos[0] for m in sink.messages) == sorted(
+            f"user{i}@example.com" for i in range(12) if i not in (4, 9)
+        )
+
+
+def _deliveries(database: Database, cid: int) -> list[Any]:
+    with database.engine.connect() as conn:
+        return list(conn.execute(select(D.c.email, D.c.id).where(D.c.campaign_id == cid)))

@@ -8,6 +8,11 @@ an address at most once per request, string-only ``substitutions`` and
 first and then text/html, and no reserved header. Errors come back as SendGrid
 shapes them: ``{"errors": [{"message", "field", "help"}]}``.
 
+It also serves SendGrid's suppression lists (``GET /v3/suppression/{bounces, blocks,
+spam_reports, invalid_emails, unsubscribes}``) from ``suppressions``, filtered by
+``start_time``/``end_time`` (on each entry's ``created``) and paged by ``limit``/``offset``
+as SendGrid does, for ``events reconcile``.
+
 Use it as a context manager::
 
     with FakeSendGrid(api_key="SG.test") as fake:
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qs
 
 MAX_PERSONALIZATIONS = 1000
 MAX_CUSTOM_ARGS_BYTES = 10_000
@@ -45,6 +51,9 @@ RESERVED_HEADERS = frozenset(
         "cc",
         "bcc",
     }
+)
+SUPPRESSION_LISTS = frozenset(
+    {"bounces", "blocks", "spam_reports", "invalid_emails", "unsubscribes"}
 )
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 
@@ -229,6 +238,8 @@ class FakeSendGrid:
         self.calls = 0  # every request, accepted or not
         self.statuses: list[int] = []
         self.lock = threading.Lock()
+        self.suppressions: dict[str, list[dict[str, Any]]] = {}
+        self.list_queries: list[tuple[str, dict[str, str]]] = []
         self._script: deque[Scripted] = deque()
         self._stalls: deque[float] = deque()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -303,6 +314,36 @@ class FakeSendGrid:
             time.sleep(stall)
         return 202, {"X-Message-Id": message_id}, b""
 
+    def _list(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        path, _, query = handler.path.partition("?")
+        name = path.removeprefix("/v3/suppression/")
+        if not path.startswith("/v3/suppression/") or name not in SUPPRESSION_LISTS:
+            return _error(404, "not found", None)
+        if handler.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error(
+                401, "The provided authorization grant is invalid, expired, or revoked", None
+            )
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        with self.lock:
+            self.calls += 1
+            self.list_queries.append((name, params))
+            scripted = self._script.popleft() if self._script else None
+            entries = list(self.suppressions.get(name, []))
+        if scripted is not None:
+            return scripted.status, {}, json.dumps(scripted.body or {"errors": []}).encode()
+        try:
+            limit = int(params.get("limit", "500"))
+            offset = int(params.get("offset", "0"))
+            start = int(params.get("start_time", "0"))
+            end = int(params.get("end_time", str(2**62)))
+        except ValueError:
+            return _error(400, "invalid query parameter", None)
+        if not 0 < limit <= 500:
+            return _error(400, "limit must be between 1 and 500", "limit")
+        chosen = [e for e in entries if start <= int(e.get("created", 0)) <= end]
+        chosen.sort(key=lambda e: -int(e.get("created", 0)))  # newest first, as SendGrid
+        return 200, {}, json.dumps(chosen[offset : offset + limit]).encode()
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
@@ -324,6 +365,16 @@ class FakeSendGrid:
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client gave up waiting (stall)
+
+            def do_GET(self) -> None:
+                status, headers, payload = fake._list(self)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -34,8 +34,10 @@ from sqlalchemy import (
     update,
 )
 
+from digestmail import events
 from digestmail.campaigns.info import counts
 from digestmail.campaigns.tables import C, D, I, S
+from digestmail.config import Settings
 from digestmail.models import CampaignStatus, DeliveryState, IssueStatus, SubscriberStatus, utcnow
 from digestmail.transports.base import BatchResult, Recipient
 
@@ -79,9 +81,15 @@ class Recorded:
 
 class Ledger:
     def __init__(
-        self, campaign_id: int, *, batch_size: int, recipient_retry_delays: Sequence[float]
+        self,
+        campaign_id: int,
+        *,
+        settings: Settings,
+        batch_size: int,
+        recipient_retry_delays: Sequence[float],
     ) -> None:
         self.campaign_id = campaign_id
+        self.settings = settings
         self.batch_size = batch_size
         self.retry_delays = tuple(recipient_retry_delays)
         self.max_tries = len(self.retry_delays) + 1
@@ -246,12 +254,16 @@ class Ledger:
 
         A temporary failure puts the row back to ``pending`` (its error kept, the failure
         counted) for a later try; only a permanent one, or the last try, is ``rejected``.
+        Recipients the receiving server refused for good (``Rejected.bounced``) are
+        bounces: one call of the event policy for the whole batch makes them ``bounced``,
+        in this same transaction.
         """
         now = utcnow()
         by_email = {r.email: r.delivery_id for r in batch.recipients}
         answered: set[int] = set()
         rejected: list[dict[str, Any]] = []
         deferred: list[dict[str, Any]] = []
+        refusals: list[events.Refusal] = []
 
         def temporary(did: int, error: str) -> None:
             failures = batch.temp_failures.get(did, 0) + 1
@@ -266,6 +278,8 @@ class Ledger:
             did = by_email.get(rej.email)
             if did is not None and did not in answered:
                 answered.add(did)
+                if rej.permanent and rej.bounced:
+                    refusals.append(events.Refusal(did, rej.email, rej.error))
                 if rej.permanent:
                     rejected.append(
                         {
@@ -321,6 +335,7 @@ class Ledger:
                 ),
                 [{"b_id": did, "b_mid": mid} for did, mid in accepted],
             )
+        events.record_refusals(conn, self.settings, self.campaign_id, batch.number, refusals)
         return Recorded(len(accepted), len(rejected), len(deferred))
 
     def put_back(self, conn: Connection, batch: Batch) -> None:

@@ -240,6 +240,7 @@ class _Sender:
         self.lease = Lease(db, campaign_id, owner, settings.sender_lease)
         self.ledger = Ledger(
             campaign_id,
+            settings=settings,
             batch_size=batch_size(settings.batch_size, transport.max_batch, settings.send_rate),
             recipient_retry_delays=recipient_retry_delays,
         )

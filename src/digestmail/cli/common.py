@@ -13,6 +13,7 @@ from rich.text import Text
 
 from digestmail.config import get_settings
 from digestmail.db import Database
+from digestmail.migrate import check_ready
 
 # C0 and C1 control characters other than newline and tab: a terminal obeys them
 # (colours, titles, hyperlinks, clearing the screen), so stored text never reaches it raw.
@@ -55,10 +56,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 @contextmanager
-def database() -> Iterator[Database]:
-    """The database the settings name, disposed of when the command is done."""
+def database(*, ready: bool = True) -> Iterator[Database]:
+    """The database the settings name, disposed of when the command is done.
+
+    ``ready``: first make sure it has this version's schema (``DatabaseNotReady``
+    otherwise, which says to run ``init``); only ``init`` itself does without.
+    """
     db = Database(get_settings().database_url)
     try:
+        if ready:
+            check_ready(db.engine)
         yield db
     finally:
         db.dispose()

@@ -19,6 +19,7 @@ import typer
 from digestmail.cli.common import visible
 from digestmail.content.importer import ArchiveImportError, import_archive
 from digestmail.content.source import ParseResult, Problem, parse_issue
+from digestmail.media import MediaStore
 
 app = typer.Typer(help="Work with issues: import, check, render, add, list.", no_args_is_help=True)
 
@@ -103,7 +104,8 @@ def import_(
     try:
         result = import_archive(text, date=when, publication=publication)
     except ArchiveImportError as exc:
-        _echo(f"{src}: error: {exc}", err=True)
+        hint = f"; give it with --{exc.missing}" if exc.missing else ""
+        _echo(f"{src}: error: {exc}{hint}", err=True)
         raise typer.Exit(1) from exc
     _write(result.source, out, force=force)
     for note in result.notes:
@@ -118,7 +120,10 @@ def import_(
 @app.command()
 def check(file: Path = typer.Argument(..., help="The issue source file (.md).")) -> None:
     """Check an issue source file: exit 0 if it is usable (warnings printed), else 1."""
-    result = parse_issue(_read(file), path=str(file))
+    from digestmail.config import get_settings
+
+    media = MediaStore.of(get_settings())
+    result = parse_issue(_read(file), path=str(file), media=media)
     _report(str(file), result.problems)
     errors, warnings = len(result.errors), len(result.warnings)
     summary = f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning" + (
@@ -142,14 +147,15 @@ def render(
     from digestmail.config import get_settings
     from digestmail.render import RenderError, render_issue
 
-    result: ParseResult = parse_issue(_read(file), path=str(file))
+    settings = get_settings()
+    result: ParseResult = parse_issue(_read(file), path=str(file), media=MediaStore.of(settings))
     if not result.ok or result.issue is None:
         _report(str(file), result.errors, err=True)
         _echo(f"{file}: not rendered: fix the errors above first", err=True)
         raise typer.Exit(1)
     _report(str(file), result.warnings, err=True)
     try:
-        rendered = render_issue(result.issue, get_settings())
+        rendered = render_issue(result.issue, settings)
     except RenderError as exc:
         _echo(f"{file}: error: cannot render: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -6,9 +6,8 @@ import signal
 import threading
 from types import FrameType
 
-from digestmail.cli.common import console, database, fail
+from digestmail.cli.common import console, database
 from digestmail.config import get_settings
-from digestmail.migrate import is_current
 
 
 def scheduler() -> None:
@@ -20,9 +19,6 @@ def scheduler() -> None:
     from digestmail.scheduling.runner import Scheduler
 
     settings = get_settings()
-    with database() as db:
-        if not is_current(db.engine):
-            raise fail("The database is not up to date: run `digestmail init` first.", 2)
     stopping = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -30,12 +26,13 @@ def scheduler() -> None:
         # A second Ctrl+C stops at once, without waiting for the sends' batches.
         signal.signal(signum, signal.SIG_DFL)
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    running = Scheduler(settings)
-    running.start()
-    console.print("Scheduler running. Stop it with Ctrl+C.")
-    while not stopping.wait(1):
-        pass
-    console.print("Stopping: sends in progress finish their batch first.")
-    running.stop()
+    with database() as db:  # refused unless it has this version's schema
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        running = Scheduler(settings, db)
+        running.start()
+        console.print("Scheduler running. Stop it with Ctrl+C.")
+        while not stopping.wait(1):
+            pass
+        console.print("Stopping: sends in progress finish their batch first.")
+        running.stop()

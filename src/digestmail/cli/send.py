@@ -3,7 +3,8 @@
 The work itself is in ``digestmail.campaigns`` (the scheduler calls the same code);
 this module asks, shows progress, and turns what the campaign code reports (errors
 and stop reasons carrying ids, statuses and facts) into sentences with the command
-to type next.
+to type next. A ``CampaignError`` a command does not catch is worded here too
+(``campaign_problem``, registered with the CLI's one error handler).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from digestmail import campaigns
+from digestmail import campaigns, stats
 from digestmail.campaigns import (
     CampaignError,
     CampaignExists,
@@ -31,6 +32,8 @@ from digestmail.campaigns import (
     WrongStatus,
 )
 from digestmail.cli.common import console, database, err_console, fail
+from digestmail.cli.errors import words_for
+from digestmail.cli.stats import figure_lines
 from digestmail.config import get_settings
 from digestmail.db import Database
 from digestmail.issues import get_issue
@@ -61,6 +64,11 @@ def _resume(cid: int | None) -> str:
 
 def _not_built(slug: str, reason: str) -> str:
     return f"issue {slug} cannot be sent as an email: {reason}"
+
+
+@words_for(CampaignError)
+def _campaign_error(exc: CampaignError) -> tuple[str, int]:
+    return campaign_problem(exc), 1
 
 
 def campaign_problem(exc: CampaignError) -> str:
@@ -130,7 +138,7 @@ def stop_explained(info: CampaignInfo) -> str | None:
     """Why the campaign's last sender stopped short of sent, and what to do; None if it
     did not (or the campaign has no error)."""
     facts = info.error_data
-    detail = info.error or ""
+    detail = (info.error or "").rstrip(". ")  # each case ends the sentence itself
     cid = info.id
     match info.error_reason:
         case None:
@@ -224,9 +232,6 @@ def _run(db: Database, campaign_id: int, *, resume: bool) -> CampaignInfo:
             info = campaigns.campaign_info(db, campaign_id)
             why = stop_explained(info) or str(exc)
             raise fail(f"Campaign {campaign_id} is {info.status.value}: {why}") from exc
-        except CampaignError as exc:
-            bar.stop()
-            raise fail(campaign_problem(exc)) from exc
 
 
 def _report(info: CampaignInfo) -> None:
@@ -290,10 +295,7 @@ def send(
         if test_to:
             _send_test(db, slug, test_to)
             return
-        try:
-            campaigns.check_new_campaign(db, slug, again=again)
-        except CampaignError as exc:
-            raise fail(campaign_problem(exc)) from exc
+        campaigns.check_new_campaign(db, slug, again=again)
         audience = campaigns.active_audience_size(db)
         if not yes:
             if not sys.stdin.isatty():
@@ -308,11 +310,8 @@ def send(
                 f"through {settings.transport}{where}?"
             ):
                 raise fail("Not sent.")
-        try:
-            # Checked again, atomically: another `send` may have started meanwhile.
-            campaign_id = campaigns.create_campaign(db, settings, slug, again=again)
-        except CampaignError as exc:
-            raise fail(campaign_problem(exc)) from exc
+        # Checked again, atomically: another `send` may have started meanwhile.
+        campaign_id = campaigns.create_campaign(db, settings, slug, again=again)
         console.print(f"Campaign {campaign_id}: sending {slug} to {audience} subscribers.")
         _report(_run(db, campaign_id, resume=False))
 
@@ -330,8 +329,6 @@ def _send_test(db: Database, slug: str, addresses: list[str]) -> None:
         result = campaigns.send_test(db, settings, slug, checked)
     except TransportError as exc:
         raise fail(f"Test not sent: {exc}") from exc
-    except CampaignError as exc:
-        raise fail(campaign_problem(exc)) from exc
     for acc in result.accepted:
         console.print(f"Test sent to {acc.email}.")
     if result.accepted and settings.transport == "outbox":
@@ -385,18 +382,18 @@ def status(
 ) -> None:
     """One campaign in detail: counts per state, times, errors, recipients sent twice."""
     with database() as db:
-        try:
-            if campaign_id is None:
-                newest = campaigns.list_campaigns(db, limit=1)
-                if not newest:
-                    raise fail("No campaigns yet.")
-                info = newest[0]
-            else:
-                info = campaigns.campaign_info(db, campaign_id)
-        except CampaignError as exc:
-            raise fail(campaign_problem(exc)) from exc
+        if campaign_id is None:
+            newest = campaigns.list_campaigns(db, limit=1)
+            if not newest:
+                raise fail("No campaigns yet.")
+            info = newest[0]
+        else:
+            info = campaigns.campaign_info(db, campaign_id)
+        figures = stats.campaign_figures(db, info.id)
     if as_json:
-        typer.echo(json.dumps(info.to_json(), indent=2))
+        data = info.to_json()
+        data["figures"] = figures.to_json() if figures else None
+        typer.echo(json.dumps(data, indent=2))
         return
     console.print(f"Campaign {info.id}: {info.issue_slug}, {info.status.value} ({info.transport})")
     for label, value in (
@@ -419,16 +416,16 @@ def status(
     why = stop_explained(info)
     if why:
         console.print(f"  Error: {why}")
+    if figures is not None and info.started_at is not None:
+        for line in figure_lines(figures):
+            console.print(f"  {line}")
 
 
 @campaign_app.command("pause")
 def pause(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
     """Stop after the batch being sent; `campaign resume` continues where it stopped."""
     with database() as db:
-        try:
-            campaigns.pause_campaign(db, campaign_id)
-        except CampaignError as exc:
-            raise fail(campaign_problem(exc)) from exc
+        campaigns.pause_campaign(db, campaign_id)
     console.print(f"Campaign {campaign_id} paused (the sender stops after its current batch).")
 
 
@@ -436,10 +433,7 @@ def pause(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
 def cancel(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
     """Stop for good after the batch being sent; recipients not reached stay on record."""
     with database() as db:
-        try:
-            campaigns.cancel_campaign(db, campaign_id)
-        except CampaignError as exc:
-            raise fail(campaign_problem(exc)) from exc
+        campaigns.cancel_campaign(db, campaign_id)
     console.print(f"Campaign {campaign_id} cancelled.")
 
 
@@ -454,6 +448,4 @@ def resume(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
             raise fail(
                 f"Campaign {campaign_id} is {exc.status.value}: there is nothing to resume."
             ) from exc
-        except CampaignError as exc:
-            raise fail(campaign_problem(exc)) from exc
         _report(_run(db, campaign_id, resume=True))

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import typer
 from fastapi import FastAPI
 
-from digestmail.cli.common import console, fail
+from digestmail.cli.common import console, database, fail
 from digestmail.config import DEV_SECRET_KEY, Settings, get_settings, is_loopback
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ def serve(
             "set it to a long random value first.",
             2,
         )
+    with database():
+        pass  # reachable and initialised, or one line saying what to do, before listening
     app = create_app(settings)
     if not no_scheduler:
         attach_scheduler(app, settings)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import getpass
 import io
+import json
 import sys
+from datetime import date, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -16,7 +17,7 @@ from digestmail import confirmation, listfile, subscribers
 from digestmail.cli.common import console, database, err_console, fail
 from digestmail.config import get_settings
 from digestmail.listfile import ExportFormat
-from digestmail.models import SubscriberStatus
+from digestmail.models import ChangeCause, SubscriberStatus
 from digestmail.transports.base import TransportError
 
 app = typer.Typer(
@@ -79,6 +80,12 @@ def add(
                 f"{address.email} was erased on request; it can only come back by subscribing "
                 "itself (the form or an email), which asks for confirmation."
             ) from None
+        except subscribers.Complained:
+            raise fail(
+                f"{address.email} marked the digest as spam, so nothing is sent to them, not "
+                "even a confirmation. If they asked you in writing to be added back, run: "
+                f"digestmail subscribers add {address.email} --confirmed"
+            ) from None
     sub_id, sub_email, status = summary
     if needs_mail:
         _send_confirmations([(sub_id, sub_email)])
@@ -91,63 +98,39 @@ def add(
         console.print(f"{sub_email} is {status.value} (id {sub_id}).")
 
 
-def _read_csv(path: Path) -> tuple[list[subscribers.ImportRow], list[subscribers.BadRow]]:
-    """The rows of a staff CSV file, and those that are not CSV at all, by line.
-
-    The whole file is decoded first, so a wrong encoding is reported with the line it
-    is on (and nothing is imported) instead of surfacing half-way through. A row the
-    csv module cannot read (a field over its 128 KiB limit, a stray quote) is
-    reported and skipped like a bad address; the rows after it are still read.
-    """
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise fail(
-            f"{path} is not UTF-8 text: line {line} has bytes that are not UTF-8 "
-            f'({exc.reason}). Save it as "CSV UTF-8" and import it again; nothing was '
-            "imported.",
-            2,
-        ) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise fail(f"{path}, line 1: the first line is not readable as CSV ({exc})", 2) from None
-    if header is None:
-        raise fail(f"{path} is empty", 2)
-    columns = [h.strip().lower() for h in header]
-    if "email" not in columns:
-        found = ", ".join(repr(h.strip()) for h in header[:10]) or "nothing"
-        raise fail(
-            f"{path}: the first line must name the columns, with 'email' among them "
-            f"(found {found}); nothing was imported.",
-            2,
-        )
-    email_at = columns.index("email")
-    name_at = columns.index("name") if "name" in columns else None
-    rows: list[subscribers.ImportRow] = []
-    bad: list[subscribers.BadRow] = []
-    while True:
-        line = reader.line_num + 1  # where the next record starts (it may span lines)
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            bad.append(subscribers.BadRow(line, "", f"not readable as CSV ({exc})"))
-            continue
-        if not any(cell.strip() for cell in row):
-            continue
-        rows.append(
-            subscribers.ImportRow(
-                line=line,
-                email=row[email_at] if email_at < len(row) else "",
-                name=row[name_at] if name_at is not None and name_at < len(row) else None,
+def _list_problem(exc: listfile.ListFileError, path: Path) -> str:
+    """One line for a file that cannot be used at all, and what to do about it."""
+    match exc.problem:
+        case listfile.Problem.NOT_UTF8:
+            return (
+                f"{path} is not UTF-8 text: line {exc.line} has bytes that are not UTF-8 "
+                f'({exc.detail}). Save it as "CSV UTF-8" and import it again; nothing was '
+                "imported."
             )
-        )
-    return rows, bad
+        case listfile.Problem.EMPTY:
+            return f"{path} is empty; nothing was imported."
+        case listfile.Problem.HEADER_UNREADABLE:
+            return (
+                f"{path}, line 1: the first line is not readable as CSV ({exc.detail}); "
+                "nothing was imported."
+            )
+        case listfile.Problem.NO_EMAIL_COLUMN:
+            return (
+                f"{path}: the first line must name the columns, with 'email' among them "
+                f"(found {exc.detail or 'nothing'}); nothing was imported."
+            )
+        case listfile.Problem.TARGET_IS_FOLDER:
+            return (
+                f"{path} is a folder: give the file to write, such as {path / 'subscribers.csv'}. "
+                "Nothing was written."
+            )
+        case listfile.Problem.NO_SUCH_FOLDER:
+            return (
+                f"The folder {exc.detail} does not exist: create it, or export somewhere "
+                "else. Nothing was written."
+            )
+        case listfile.Problem.CANNOT_WRITE:
+            return f"Cannot write {path}: {exc.detail}. Nothing was written."
 
 
 def _shown(value: str, limit: int = 80) -> str:
@@ -172,17 +155,20 @@ def import_(
     Bad rows are reported with their line numbers and skipped; good rows are kept.
     Addresses already on the list are left exactly as they are.
     """
-    rows, unreadable = _read_csv(path)
+    try:
+        read = listfile.read_csv(path.read_bytes())
+    except listfile.ListFileError as exc:
+        raise fail(_list_problem(exc, path), 2) from None
     with database() as db, db.session() as session:
         report = subscribers.import_rows(
             session,
-            rows,
+            read.rows,
             double_opt_in=double_opt_in,
             staff=_staff(),
             source_label=path.name,
             settings=get_settings(),
         )
-    report.bad = sorted(unreadable + report.bad, key=lambda bad: bad.line)
+    report.bad = sorted(read.bad + report.bad, key=lambda bad: bad.line)
     for bad in report.bad:
         err_console.print(
             f"{path.name}, line {bad.line}: skipped {_shown(bad.value)}: {bad.reason}"
@@ -215,10 +201,11 @@ def export(
     if output is None:
         _write_export(sys.stdout, fmt, status)
         return
-    tmp = output.with_name(f".{output.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        count = _write_export(fh, fmt, status)
-    tmp.replace(output)
+    try:
+        with listfile.replacing(output) as fh:
+            count = _write_export(fh, fmt, status)
+    except listfile.ListFileError as exc:
+        raise fail(_list_problem(exc, output)) from None
     err_console.print(f"Exported {count} subscriber(s) to {output}.")
 
 
@@ -245,7 +232,7 @@ def remove(
                 else f"{email} was not on the list; recorded the erasure so imports skip it."
             )
         else:
-            sub = subscribers.remove(session, email)
+            sub = subscribers.remove(session, email, by=_staff())
             if sub is None:
                 raise fail(f"No subscriber with the address {email!r}.")
             if sub.status is SubscriberStatus.UNSUBSCRIBED:
@@ -281,3 +268,139 @@ def list_(
                 sub.created_at.strftime("%Y-%m-%d"),
             )
     console.print(table)
+
+
+# --- subscribers show ---------------------------------------------------------------
+
+# What each cause of a change is called when shown to staff.
+_CAUSE_WORDS = {
+    ChangeCause.FORM: "the subscribe form",
+    ChangeCause.EMAIL: "an email to the contact address",
+    ChangeCause.STAFF: "staff",
+    ChangeCause.IMPORT: "an import",
+    ChangeCause.CONFIRMATION_LINK: "the confirmation link",
+    ChangeCause.UNSUBSCRIBE_LINK: "the unsubscribe link",
+    ChangeCause.EVENT: "a mail event",
+}
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _record_json(record: subscribers.SubscriberRecord) -> dict[str, object]:
+    sub = record.subscriber
+    return {
+        "id": sub.id,
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status.value,
+        "source": sub.source.value,
+        "created_at": _iso(sub.created_at),
+        "confirmed_at": _iso(sub.confirmed_at),
+        "unsubscribed_at": _iso(sub.unsubscribed_at),
+        "consent": {
+            "at": _iso(sub.consent_at),
+            "ip": sub.consent_ip,
+            "by": sub.consent_by,
+            "text": sub.consent_text,
+        },
+        "soft_bounces": {
+            "score": record.soft_bounce_score,
+            "limit": record.soft_bounce_limit,
+            "window_days": record.soft_bounce_window,
+            "days": [_iso(d) for d in record.soft_bounce_days],
+        },
+        "changes": [
+            {
+                "at": _iso(c.at),
+                "from": c.old_status.value if c.old_status else None,
+                "to": c.new_status.value,
+                "cause": c.cause.value,
+                "event": c.provider_event_id,
+                "event_kind": c.event_kind.value if c.event_kind else None,
+                "detail": c.detail,
+                "by": c.by,
+            }
+            for c in record.changes
+        ],
+        "events": [
+            {
+                "at": _iso(e.at),
+                "kind": e.kind.value,
+                "source": e.source,
+                "reason": e.reason,
+                "campaign": e.campaign_id,
+                "event": e.provider_event_id,
+            }
+            for e in record.events
+        ],
+    }
+
+
+def _change_line(change: subscribers.Change) -> str:
+    when = change.at.strftime("%Y-%m-%d %H:%M")
+    moved = (
+        f"{change.old_status.value} -> {change.new_status.value}"
+        if change.old_status
+        else f"added as {change.new_status.value}"
+    )
+    cause = _CAUSE_WORDS[change.cause]
+    if change.event_kind is not None:
+        cause = f"{change.event_kind.value} event {change.provider_event_id or '(deleted)'}"
+    if change.by:
+        cause += f" ({change.by})"
+    line = f"  {when}  {moved}, by {cause}"
+    return line + (f": {change.detail}" if change.detail else "")
+
+
+@app.command()
+def show(
+    email: str = typer.Argument(..., help="The subscriber's address."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """One subscriber: consent record, every status change with its cause, bounces."""
+    with database() as db, db.session() as session:
+        record = subscribers.record_of(session, get_settings(), email)
+        if record is None:
+            raise fail(f"No subscriber with the address {email!r}.")
+        if as_json:
+            typer.echo(json.dumps(_record_json(record), indent=2))
+            return
+        sub = record.subscriber
+        out = [
+            f"{sub.email} (id {sub.id}): {sub.status.value}",
+            f"  name: {sub.name or '-'}",
+            f"  source: {sub.source.value}, on the list since {sub.created_at:%Y-%m-%d}",
+            f"  confirmed: {_iso(sub.confirmed_at) or 'never'}",
+            "Consent record:",
+            f"  asked at {_iso(sub.consent_at) or 'unknown'}"
+            + (f" from {sub.consent_ip}" if sub.consent_ip else "")
+            + (f" by {sub.consent_by}" if sub.consent_by else ""),
+            f"  wording shown: {sub.consent_text or '-'}",
+            f"Soft bounces: {record.soft_bounce_score} of {record.soft_bounce_limit} "
+            f"(points from the last {record.soft_bounce_window} days"
+            + (
+                ": " + ", ".join(d.isoformat() for d in record.soft_bounce_days) + ")"
+                if record.soft_bounce_days
+                else ")"
+            ),
+            "Status changes:",
+            *(
+                [_change_line(c) for c in record.changes]
+                or ["  none recorded (history is kept for changes made since bounce tracking)"]
+            ),
+            "Bounces, complaints and unsubscribes reported by mail services:",
+            *(
+                [
+                    f"  {e.at:%Y-%m-%d %H:%M}  {e.kind.value} ({e.source}"
+                    + (f", campaign {e.campaign_id}" if e.campaign_id else "")
+                    + ")"
+                    + (f": {e.reason}" if e.reason else "")
+                    for e in record.events
+                ]
+                or ["  none"]
+            ),
+        ]
+    for line in out:
+        console.print(line, soft_wrap=True)

@@ -26,7 +26,15 @@ from digestmail.content.source import ParseResult, parse_issue
 
 
 class ArchiveImportError(ValueError):
-    """The text does not look like an archived issue; the message says what is missing."""
+    """The text does not look like an archived issue; the message says what is missing.
+
+    ``missing`` names a value the caller could supply instead (``"publication"``), so the
+    command line or the admin can say how, in its own words.
+    """
+
+    def __init__(self, message: str, *, missing: str | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 @dataclass
@@ -315,12 +323,15 @@ class _Importer:
     def _publication(self, found: str | None, given: str | None) -> str:
         if given:
             if found and found != given:
-                self.notes.append(f"publication: using {given!r} (the archive says {found!r})")
+                self.notes.append(
+                    f"publication: using the given {given!r} (the archive says {found!r})"
+                )
             return given
         if not found:
             raise ArchiveImportError(
                 "no publication name found: expected it before the volume, as in "
-                "'US-Japan Alliance Digest Vol 2.19'; or give it with --publication"
+                "'US-Japan Alliance Digest Vol 2.19'",
+                missing="publication",
             )
         return found
 
@@ -328,13 +339,13 @@ class _Importer:
         if given is not None:
             if found is not None and found != given:
                 self.notes.append(
-                    f"date: using {given.isoformat()} from --date "
+                    f"date: using the given {given.isoformat()} "
                     f"(the archive says {found.isoformat()})"
                 )
             return given
         if found is None:
             self.notes.append(
-                "no date in the archive and no --date given: the date is left out "
+                "no date in the archive and none given: the date is left out "
                 "(add 'date: YYYY-MM-DD' to the front matter)"
             )
         return found

@@ -12,7 +12,7 @@ The format (documented in README.md, "Issue source format")::
     volume: "2.19"
     date: 2023-10-13
     hero:
-      url: https://…/hero.jpg
+      url: https://…/hero.jpg    # or the file name of a picture in the media folder
       alt: What the picture shows
       credit: Who took it
     ---
@@ -43,6 +43,7 @@ from markdown_it.token import Token
 
 from digestmail.content.model import LANGUAGE_TAG as _LANG_RE
 from digestmail.content.model import HeroImage, Issue, Item
+from digestmail.media import MediaError, MediaStore, is_reference, media_name
 from digestmail.models import Issue as StoredIssue
 from digestmail.models import max_length
 from digestmail.placeholders import Template
@@ -133,8 +134,12 @@ class IssueSourceError(ValueError):
         super().__init__("\n".join([head, *lines]))
 
 
-def load_issue(path: str | Path) -> Issue:
-    """Read and check an issue source file; raise :class:`IssueSourceError` if it has errors."""
+def load_issue(path: str | Path, *, media: MediaStore | None = None) -> Issue:
+    """Read and check an issue source file; raise :class:`IssueSourceError` if it has errors.
+
+    ``media``: the media folder a hero picture given by file name must be in (not
+    checked when None).
+    """
     name = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -147,15 +152,20 @@ def load_issue(path: str | Path) -> Issue:
         raise IssueSourceError(
             name, [Problem(line, "error", "the file is not UTF-8 text; save it as UTF-8")]
         ) from exc
-    result = parse_issue(text, path=name)
+    result = parse_issue(text, path=name, media=media)
     if result.issue is None or result.errors:
         raise IssueSourceError(name, result.errors)
     return result.issue
 
 
-def parse_issue(text: str, *, path: str | None = None) -> ParseResult:
-    """Parse and check an issue source; every problem found is reported, not only the first."""
-    return _Parser(text, path).run()
+def parse_issue(
+    text: str, *, path: str | None = None, media: MediaStore | None = None
+) -> ParseResult:
+    """Parse and check an issue source; every problem found is reported, not only the first.
+
+    With ``media``, a hero picture given by file name must exist in that folder.
+    """
+    return _Parser(text, path, media).run()
 
 
 # --- implementation ------------------------------------------------------------------
@@ -173,7 +183,8 @@ class _Body:
 
 
 class _Parser:
-    def __init__(self, text: str, path: str | None) -> None:
+    def __init__(self, text: str, path: str | None, media: MediaStore | None = None) -> None:
+        self.media = media
         self.text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
         self.path = path
         self.problems: list[Problem] = []
@@ -731,6 +742,8 @@ class _Parser:
         url, alt = get("url"), get("alt")
         if url is None:
             self.error(line, "the hero image has no 'url:'")
+        elif is_reference(url):
+            self._media_file(url, got["url"][1])
         else:
             self._image_url("hero url", url, got["url"][1])
         if alt is None:
@@ -745,6 +758,25 @@ class _Parser:
         if url is None or alt is None:
             return None
         return HeroImage(url=url, alt=alt, credit=get("credit"), credit_url=credit_url)
+
+    def _media_file(self, url: str, line: int) -> None:
+        """A hero picture given by file name: a picture in the media folder."""
+        try:
+            name = media_name(url)
+        except MediaError as exc:
+            self.error(
+                line,
+                f"hero url '{url}' is neither a full web address (https://…) nor the file "
+                f"name of a picture in the media folder: {exc.reason}",
+            )
+            return
+        if self.media is not None and not self.media.exists(name):
+            self.error(
+                line,
+                f"hero url '{url}' names a picture in the media folder, but there is no "
+                f"file {self.media.folder / name}: put the picture there, or give its full "
+                "https:// address",
+            )
 
     def _image_url(self, what: str, url: str, line: int) -> None:
         parts = urlsplit(url)

@@ -64,7 +64,7 @@ UPKEEP = "default"  # the executor (and in-memory job store) of the periodic upk
 # A send holds its thread for as long as it runs: enough threads that several long
 # sends never hold up the upkeep (which has its own pool) or another schedule's slot.
 SEND_THREADS = 8
-UPKEEP_THREADS = 4
+UPKEEP_THREADS = 4  # at least one per upkeep job: none waits for another
 JOB_PREFIX = "schedule-"
 
 
@@ -259,6 +259,19 @@ def remind(rt: Runtime) -> None:
         notify.reminder(rt.settings, r.schedule_id, r.slot, r.zone, r.draft)
 
 
+def fetch_bounces(rt: Runtime) -> None:
+    """Read the bounce mailbox (``DIGESTMAIL_BOUNCE_IMAP_URL``), and apply pending events."""
+    from digestmail import bounces
+
+    try:
+        report = bounces.fetch_bounces(rt.db, rt.settings)
+    except bounces.FetchError as exc:
+        log.warning("bounce mailbox at %s not read: %s", exc.host, exc.reason)
+        return
+    if report.read:
+        log.info("bounce mailbox: %d messages read, %d bounces", report.read, report.bounces)
+
+
 @dataclass(frozen=True)
 class Periodic:
     name: str
@@ -275,6 +288,7 @@ MAINTENANCE: tuple[Periodic, ...] = (
     Periodic("sync", lambda s: s.scheduler_sync, sync),
     Periodic("resume-stalled", lambda s: 60.0, resume_stalled),
     Periodic("remind", lambda s: 600.0, remind),
+    Periodic("bounces", lambda s: 300.0, fetch_bounces),
 )
 
 
@@ -324,7 +338,7 @@ class Scheduler:
             },
             executors={
                 SENDS: ThreadPoolExecutor(SEND_THREADS),
-                UPKEEP: ThreadPoolExecutor(UPKEEP_THREADS),
+                UPKEEP: ThreadPoolExecutor(max(UPKEEP_THREADS, len(MAINTENANCE))),
             },
             job_defaults={
                 "coalesce": True,

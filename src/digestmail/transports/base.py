@@ -57,6 +57,9 @@ class Rejected:
     email: str
     error: str
     permanent: bool
+    # The receiving mail server refused this recipient for good (an SMTP 5xx at RCPT or
+    # DATA): the address bounced, and the bounce policy suppresses it.
+    bounced: bool = False
 
 
 @dataclass

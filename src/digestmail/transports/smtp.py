@@ -6,10 +6,13 @@ message is spliced from a template encoded once (``mime.CompiledMessage``), alre
 in its wire form (dot-stuffed, terminated), and goes out as MAIL, RCPT, DATA and the
 prepared bytes: ``smtplib.sendmail`` would rewrite every 43 KiB message with a regular
 expression (150–350 µs of a core, holding the GIL) for what ``render_wire`` did once.
-Per-message outcomes follow the reply code: 5xx is a permanent rejection, 4xx and a
-lost connection are retried a bounded number of times with backoff, then reported
-as temporary rejections. Whole-batch problems (cannot connect, credentials refused)
-raise ``TransportError`` when nothing of the batch went out.
+Per-message outcomes follow the reply code: 5xx is a permanent rejection (a bounce:
+``Rejected.bounced``), 4xx and a lost connection are retried a bounded number of
+times with backoff, then reported as temporary rejections. With
+``DIGESTMAIL_BOUNCE_ADDRESS`` each message's envelope sender is its own VERP return
+path (``bounces.return_path``), so that a later bounce message names its delivery.
+Whole-batch problems (cannot connect, credentials refused) raise ``TransportError``
+when nothing of the batch went out.
 """
 
 from __future__ import annotations
@@ -24,11 +27,10 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from email.utils import parseaddr
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from digestmail.config import Settings
+from digestmail import bounces
+from digestmail.config import Settings, SMTPConfig
 from digestmail.transports.base import (
     Accepted,
     BatchResult,
@@ -41,71 +43,6 @@ from digestmail.transports.mime import CompiledMessage, InvalidRecipient, WireMe
 from digestmail.transports.outbox import sender_domain
 
 log = logging.getLogger(__name__)
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-@dataclass(frozen=True)
-class SMTPConfig:
-    """Where and how to connect, parsed from ``DIGESTMAIL_SMTP_URL``."""
-
-    host: str
-    port: int
-    implicit_tls: bool = False  # smtps://
-    starttls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    local_hostname: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> SMTPConfig:
-        """``smtp://[user:pass@]host[:port][?starttls=true&helo=NAME]`` or ``smtps://…``.
-
-        Credentials are percent-decoded, so a password may hold ``@`` as ``%40``.
-        Errors never repeat the URL: it holds the password.
-        """
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps"):
-            raise ValueError("DIGESTMAIL_SMTP_URL must start with smtp:// or smtps://")
-        if not parts.hostname:
-            raise ValueError("DIGESTMAIL_SMTP_URL names no host")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError("DIGESTMAIL_SMTP_URL has an invalid port") from None
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(query) - {"starttls", "helo"}
-        if unknown:
-            raise ValueError(f"DIGESTMAIL_SMTP_URL: unknown option(s) {', '.join(sorted(unknown))}")
-        implicit = parts.scheme == "smtps"
-        port = port or (465 if implicit else 25)
-        starttls_opt = query.get("starttls", "").lower()
-        if starttls_opt in _TRUE:
-            starttls = True
-        elif starttls_opt in _FALSE or not starttls_opt:
-            # Port 587 is the submission port: it means STARTTLS unless told otherwise.
-            starttls = port == 587 and not starttls_opt and not implicit
-        else:
-            raise ValueError("DIGESTMAIL_SMTP_URL: starttls must be true or false")
-        if implicit and starttls:
-            raise ValueError("DIGESTMAIL_SMTP_URL: smtps:// is already TLS; drop starttls")
-        return cls(
-            host=parts.hostname,
-            port=port,
-            implicit_tls=implicit,
-            starttls=starttls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
-            local_hostname=query.get("helo") or None,
-        )
-
-    def redacted(self) -> str:
-        """The URL for logs and messages: never the password."""
-        scheme = "smtps" if self.implicit_tls else "smtp"
-        user = f"{self.username}:***@" if self.username else ""
-        tls = "?starttls=true" if self.starttls else ""
-        return f"{scheme}://{user}{self.host}:{self.port}{tls}"
 
 
 class _Fatal(Exception):
@@ -287,9 +224,11 @@ class SMTPTransport:
 
         ``ssl_context`` replaces the default (system CAs; honours ``SSL_CERT_FILE``).
         """
-        if settings.smtp_url is None:
+        config = settings.smtp
+        if config is None:
             raise ValueError("the smtp transport needs DIGESTMAIL_SMTP_URL")
-        self.config = SMTPConfig.parse(settings.smtp_url.get_secret_value())
+        self.config = config
+        self.settings = settings
         self.domain = sender_domain(settings.from_)
         self.retry_delays = tuple(retry_delays)
         self.size = settings.smtp_connections
@@ -349,13 +288,16 @@ class SMTPTransport:
                     time.sleep(delay * random.uniform(0.8, 1.2))
                 retry: list[Recipient] = []
                 for i, recipient in enumerate(pending):
+                    envelope = bounces.return_path(self.settings, recipient.delivery_id) or sender
                     try:
                         message = compiled.render_wire(recipient)
-                        conn.send(sender, recipient.email, message)
+                        conn.send(envelope, recipient.email, message)
                     except InvalidRecipient as exc:
                         result.rejected.append(Rejected(recipient.email, str(exc), permanent=True))
                     except _Permanent as exc:
-                        result.rejected.append(Rejected(recipient.email, str(exc), permanent=True))
+                        result.rejected.append(
+                            Rejected(recipient.email, str(exc), permanent=True, bounced=True)
+                        )
                     except _Temporary as exc:
                         errors[recipient.email] = str(exc)
                         retry.append(recipient)

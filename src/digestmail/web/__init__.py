@@ -1,7 +1,7 @@
 """The web app: public pages (subscribe, confirm, unsubscribe), hooks, operator pages.
 
 ``create_app`` builds everything from one ``Settings`` so tests can run several apps
-side by side, each with its own database, outbox and rate-limit memory.
+side by side, each with its own database, outbox and rate-limit storage.
 """
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
-from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 
 from digestmail.config import Settings, get_settings
 from digestmail.db import Database
-from digestmail.web import archive, errors, hooks, ops, public
+from digestmail.web import archive, errors, feed, hooks, media, ops, printing, public, ratelimit
 from digestmail.web.pages import Pages
 
 
@@ -41,9 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.pages = Pages(settings)
-    # In memory, per process: one server process is the deployment this is built for.
-    app.state.subscribe_limiter = MovingWindowRateLimiter(MemoryStorage())
-    app.state.subscribe_limit = parse(settings.subscribe_limit)
+    # Counted in DIGESTMAIL_RATE_LIMIT_STORAGE: per process by default, or shared by
+    # every web process through Redis.
+    app.state.subscribe_limiter = ratelimit.subscribe_limiter(
+        settings, ratelimit.strategy_for(settings)
+    )
 
     @app.middleware("http")
     async def _security_headers(
@@ -61,4 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hooks.router)
     app.include_router(ops.router)
     app.include_router(archive.router)
+    app.include_router(media.router)
+    app.include_router(feed.router)
+    app.include_router(printing.router)
     return app

@@ -47,8 +47,7 @@ async def subscribe_submit(request: Request, background: BackgroundTasks) -> HTM
     settings = settings_of(request)
     pages = pages_of(request)
     ip = client_ip(request)
-    limiter = request.app.state.subscribe_limiter
-    if not limiter.hit(request.app.state.subscribe_limit, "subscribe", ip):
+    if not request.app.state.subscribe_limiter.hit(ip):  # a web.ratelimit.Limiter
         response = pages.render(request, "rate_limited.html", status_code=429)
         response.headers["Retry-After"] = "60"
         return response

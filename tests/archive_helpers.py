@@ -1,0 +1,17 @@
+"""Shared by the archive, feed and print tests: issues published the way staff do it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from digestmail.campaigns import create_campaign, run_campaign
+from digestmail.config import Settings
+from digestmail.db import Database
+from digestmail.issues import add_issue
+
+
+def publish(database: Database, settings: Settings, source: Path) -> str:
+    """Add the issue and send it (to whoever is active, possibly nobody); returns its slug."""
+    slug = add_issue(database, settings, source, ready=True).slug
+    run_campaign(database, settings, create_campaign(database, settings, slug))
+    return slug
