@@ -79,6 +79,9 @@ class Runtime:
     stop: threading.Event = field(default_factory=threading.Event)
     # Campaigns this process is sending now, and why each resumed one was taken up.
     sending: set[int] = field(default_factory=set)
+    # Schedules whose slot this process is deciding now (their one-off job is already
+    # gone from the store: the sync must not put it back meanwhile).
+    firing: set[int] = field(default_factory=set)
     took_over: dict[int, bool] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Jobs running now: a stop waits for them itself (see ``Scheduler.stop``).
@@ -115,8 +118,15 @@ def fire(schedule_id: int) -> None:
     """A schedule's slot has come: send, skip or record it missed (``take_slot``)."""
     rt = _runtime()
     with rt.working() as go:
-        if go:
+        if not go:
+            return
+        with rt.lock:
+            rt.firing.add(schedule_id)
+        try:
             _fire(rt, schedule_id)
+        finally:
+            with rt.lock:
+                rt.firing.discard(schedule_id)
 
 
 def _fire(rt: Runtime, schedule_id: int) -> None:
@@ -202,7 +212,9 @@ def sync(rt: Runtime) -> None:
         return
     with rt.db.engine.connect() as conn:
         rows = conn.execute(select(SCH).where(SCH.c.status == ScheduleStatus.ACTIVE)).all()
-    wanted = {f"{JOB_PREFIX}{row.id}": row for row in rows}
+    with rt.lock:
+        firing = set(rt.firing)
+    wanted = {f"{JOB_PREFIX}{row.id}": row for row in rows if row.id not in firing}
     have = {job.id: job for job in rt.aps.get_jobs(jobstore=JOBS)}
     for job_id, row in wanted.items():
         name = f"schedule {row.id} v{row.version}"
@@ -222,7 +234,7 @@ def sync(rt: Runtime) -> None:
             next_run_time=first,
         )
         log.info("schedule %s: next run %s", row.id, first.isoformat())
-    for job_id in have.keys() - wanted.keys():
+    for job_id in have.keys() - wanted.keys() - {f"{JOB_PREFIX}{i}" for i in firing}:
         with contextlib.suppress(JobLookupError):
             rt.aps.remove_job(job_id, jobstore=JOBS)
 
