@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml
 
 # Embedded defaults: SQLite subscribers.db, outbox transport. The example issue's
 # picture goes into the media folder the app serves (/media/), the issue is stored and
-# a test copy written to outbox/, then the web app starts.
+# a test copy written to outbox/, then the web app starts. On the first run a staff
+# account ADMIN_EMAIL is created and its password printed once.
 MEDIA_DIR = $${DIGESTMAIL_MEDIA_DIR:-media}
+ADMIN_EMAIL ?= admin@example.org
 run: $(STAMP)
 	mkdir -p "$(MEDIA_DIR)" && cp examples/vol-4.1-hero.jpg "$(MEDIA_DIR)/"
 	$(BIN)/digestmail init
+	$(BIN)/digestmail staff add "$(ADMIN_EMAIL)" --generate-password --if-no-staff
 	-$(BIN)/digestmail send "$$($(BIN)/digestmail issue add examples/vol-4.1.md --ready)" \
 	    --test-to reader@example.org
 	$(BIN)/digestmail serve

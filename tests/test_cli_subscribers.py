@@ -11,7 +11,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from digestmail import subscribers
-from digestmail.cli import app
+from digestmail.cli import app, common
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.models import (
@@ -254,11 +254,15 @@ def _insert_named(settings: Settings, names: list[str]) -> None:
     db.dispose()
 
 
-def test_subscribers_list_prints_names_that_look_like_markup_as_typed(settings: Settings) -> None:
+def test_subscribers_list_prints_names_that_look_like_markup_as_typed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     names = ["[/bold]", "[link=https://evil.example]Click[/link]", ":smile: [red]x", "\x1b]0;t"]
     _insert_named(settings, names)
+    # Wide enough that no name wraps inside its cell, whatever terminal ran the tests.
+    monkeypatch.setattr(common.console, "_width", 200)
 
-    r = runner.invoke(app, ["subscribers", "list"], env={"COLUMNS": "200"})
+    r = runner.invoke(app, ["subscribers", "list"])
 
     assert r.exit_code == 0, r.output
     assert r.exception is None

@@ -83,20 +83,21 @@ def test_migration_0002_keeps_what_0001_stored(database: Database) -> None:
         )
 
 
-def test_migration_0005_keeps_the_events_stored_before_it(database: Database) -> None:
-    """Down to 0003 and up again with an event stored: it comes back as a SendGrid event,
-    waiting for the policy, and the new tables come back empty."""
+def _migrate(database: Database, direction: str, revision: str) -> None:
     from alembic import command
 
     from digestmail.migrate import alembic_config
 
-    def migrate(direction: str, revision: str) -> None:
-        cfg = alembic_config(database.url)
-        with database.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            getattr(command, direction)(cfg, revision)
+    cfg = alembic_config(database.url)
+    with database.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, direction)(cfg, revision)
 
-    migrate("downgrade", "0003")
+
+def test_migration_0005_keeps_the_events_stored_before_it(database: Database) -> None:
+    """Down to 0003 and up again with an event stored: it comes back as a SendGrid event,
+    waiting for the policy, and the new tables come back empty."""
+    _migrate(database, "downgrade", "0003")
     assert not sa.inspect(database.engine).has_table("subscriber_changes")
     with database.engine.begin() as conn:
         conn.exec_driver_sql(
@@ -104,10 +105,27 @@ def test_migration_0005_keeps_the_events_stored_before_it(database: Database) ->
             " received_at) VALUES ('sg-1', 'bounce', 'a@example.com', '{}',"
             " '2026-01-02 03:04:05', '2026-01-02 03:04:05')"
         )
-    migrate("upgrade", "head")
+    _migrate(database, "upgrade", "head")
     with database.engine.connect() as conn:
         row = conn.exec_driver_sql(
             "SELECT provider_event_id, type, source, applied_at, delivery_id FROM events"
         ).one()
         assert tuple(row) == ("sg-1", "other", "sendgrid", None, None)
         assert conn.exec_driver_sql("SELECT count(*) FROM subscriber_changes").scalar() == 0
+
+
+def test_migration_0006_renames_staff_username_to_email_and_back(database: Database) -> None:
+    _migrate(database, "downgrade", "0003")
+    inspector = sa.inspect(database.engine)
+    assert not inspector.has_table("staff_sessions")
+    assert "username" in {c["name"] for c in inspector.get_columns("staff")}
+    with database.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO staff (id, username, password_hash, created_at)"
+            " VALUES (1, 'ann@example.org', 'h', '2026-01-02 03:04:05')"
+        )
+    _migrate(database, "upgrade", "head")
+    with database.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT email FROM staff").scalar() == "ann@example.org"
+    _migrate(database, "downgrade", "0003")
+    _migrate(database, "upgrade", "head")

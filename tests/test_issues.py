@@ -7,11 +7,20 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import update
 
 from digestmail.config import Settings
 from digestmail.content.source import SUBJECT_MAX, IssueSourceError, parse_issue
 from digestmail.db import Database
-from digestmail.issues import IssueStoreError, add_issue, get_issue, list_issues
+from digestmail.issues import (
+    IssueAlreadySent,
+    IssueStoreError,
+    add_issue,
+    get_issue,
+    list_issues,
+    set_ready,
+    store_issue,
+)
 from digestmail.models import Issue as StoredIssue
 from digestmail.models import IssueStatus, max_length
 from tests.campaign_helpers import ISSUE_FILE
@@ -144,3 +153,25 @@ def test_property_issue_add_stores_everything_check_accepts(
     stored = add_issue(database, settings, path)
     assert (stored.publication, stored.volume) == (result.issue.publication, result.issue.volume)
     assert get_issue(database, result.issue.slug) is not None
+
+
+def test_store_from_text_and_set_ready(database: Database, settings: Settings) -> None:
+    text = ISSUE_FILE.read_text(encoding="utf-8")
+    issue = store_issue(database, settings, text, name="upload.md")
+    assert issue.status is IssueStatus.DRAFT and issue.source == text
+    with pytest.raises(IssueSourceError) as refused:
+        store_issue(database, settings, text.replace("volume:", "volum:"), name="upload.md")
+    assert refused.value.path == "upload.md" and refused.value.problems
+    ready = set_ready(database, issue.slug, True)
+    assert ready is not None and ready.status is IssueStatus.READY
+    assert get_issue(database, issue.slug).status is IssueStatus.READY  # type: ignore[union-attr]
+    assert set_ready(database, issue.slug, False).status is IssueStatus.DRAFT  # type: ignore[union-attr]
+    assert set_ready(database, "no-such-issue", True) is None
+    with database.session() as session:
+        session.execute(update(StoredIssue).values(status=IssueStatus.SENT))
+    with pytest.raises(IssueAlreadySent) as sent:
+        set_ready(database, issue.slug, False)
+    assert sent.value.slug == issue.slug
+    with pytest.raises(IssueAlreadySent):
+        store_issue(database, settings, text)
+    assert get_issue(database, issue.slug).status is IssueStatus.SENT  # type: ignore[union-attr]

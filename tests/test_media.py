@@ -104,8 +104,12 @@ def test_store_writes_checked_pictures_and_never_overwrites_by_accident(tmp_path
         store.store("a.jpg", PNG.replace(b"PNG", b"JPG"))
     assert caught.value.problem is MediaProblem.CONTENT
     with pytest.raises(MediaError) as caught:
-        store.store("a.jpg", JPEG)
+        store.store("a.jpg", JPEG[:100])
     assert caught.value.problem is MediaProblem.EXISTS
+    # The very same picture again (an issue uploaded twice) is accepted, and changes nothing.
+    before = (tmp_path / "media" / "a.jpg").stat().st_ino
+    assert store.store("a.jpg", JPEG) == "a.jpg"
+    assert (tmp_path / "media" / "a.jpg").stat().st_ino == before
     store.store("a.jpg", JPEG[:100], replace=True)
     assert (tmp_path / "media" / "a.jpg").read_bytes() == JPEG[:100]
     with pytest.raises(MediaError) as caught:

@@ -170,7 +170,7 @@ def _stranger(db: Database, email: str, **kwargs: object) -> subs.Request:
 
 @pytest.mark.parametrize(
     "state",
-    ["staff-pending", "active", *(s.value for s in subs.SUPPRESSED)],
+    ["staff-pending", "active", *sorted(s.value for s in subs.SUPPRESSED)],
 )
 def test_a_request_never_changes_an_existing_subscriber(
     database: Database, settings: Settings, state: str
@@ -464,3 +464,28 @@ def test_a_whole_import_is_recorded_in_a_few_statements(
     with database.session() as s:
         n = s.scalar(select(func.count()).select_from(SubscriberChange))
     assert n == 2500
+
+
+def test_search_by_address_or_name_in_pages(database: Database, settings: Settings) -> None:
+    rows = [subs.ImportRow(i, f"p{i:02}@example.org", f"Person {i}") for i in range(30)]
+    rows.append(subs.ImportRow(99, "odd_100%@example.org", "Zoë Quinn"))
+    with database.session() as session:
+        subs.import_rows(
+            session, rows, double_opt_in=False, staff="t", source_label="t", settings=settings
+        )
+        everyone = subs.search(session, limit=10)
+        assert everyone.total == 31 and len(everyone.subscribers) == 10
+        assert everyone.subscribers[0].email == "odd_100%@example.org"  # newest first
+        last = subs.search(session, offset=30, limit=10)
+        assert [s.email for s in last.subscribers] == ["p00@example.org"]
+        assert subs.search(session, "PERSON 2").total == 11  # 2, 20 … 29
+        assert subs.search(session, "person 29").total == 1
+        assert subs.search(session, "quinn").total == 1
+        assert subs.search(session, "_100%").total == 1
+        assert subs.search(session, "p_1").total == 0  # _ and % are characters here
+        assert subs.search(session, "%").total == 1
+        counts = subs.count_by_status(session)
+        assert counts[SubscriberStatus.ACTIVE] == 31 and counts[SubscriberStatus.PENDING] == 0
+        assert subs.search(session, status=SubscriberStatus.PENDING).total == 0
+        sub = subs.find(session, "p01@example.org")
+        assert sub is not None and subs.requests_of(session, sub.id) == []

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from digestmail.config import Settings
+from digestmail.web.ratelimit import login_limiter, strategy_for
 from tests.liveserver import serve
 from tests.processes import free_port, stop
 
@@ -96,3 +97,19 @@ def test_a_storage_that_is_down_lets_the_form_through_and_logs_it(
     assert "rate limit subscribe: storage unavailable" in message
     assert "allowing the request" in message
     assert "a-password" not in caplog.text
+
+
+def test_the_login_limit_counts_failures_and_refuses_when_the_storage_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(login_limit="2/minute")
+    limiter = login_limiter(settings, strategy_for(settings))
+    assert limiter.allows("account", "a") and limiter.hit("account", "a")
+    assert limiter.allows("account", "a")  # asking does not count
+    assert limiter.hit("account", "a") and not limiter.allows("account", "a")
+    assert limiter.allows("account", "b")
+    down = Settings(rate_limit_storage=f"redis://127.0.0.1:{free_port()}/0")
+    closed = login_limiter(down, strategy_for(down))
+    caplog.set_level(logging.ERROR, logger="digestmail.web.ratelimit")
+    assert not closed.allows("ip", "127.0.0.1")  # nobody signs in without a count
+    assert "refusing the request" in caplog.text

@@ -240,6 +240,11 @@ class Settings(BaseSettings):
     send_rate: float = Field(default=0.0, ge=0)
     smtp_connections: int = Field(default=4, ge=1, le=64)
     subscribe_limit: str = "5/minute"
+    # Failed staff sign-ins allowed per client address and per account before the
+    # login refuses more for a while.
+    login_limit: str = "5/minute"
+    # Seconds a staff sign-in lasts (then the admin asks for the password again).
+    admin_session_max_age: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
     # A URI, and it may hold a password (redis://:PASSWORD@host): a secret.
     rate_limit_storage: SecretStr = SecretStr("memory://")
     sender_lease: int = Field(default=30, ge=2)
@@ -385,7 +390,7 @@ class Settings(BaseSettings):
             raise ValueError("the URL must name a user and a host: imaps://user:password@host/")
         return value
 
-    @field_validator("subscribe_limit")
+    @field_validator("subscribe_limit", "login_limit")
     @classmethod
     def _check_limit(cls, value: str) -> str:
         if not _RATE_RE.match(value):

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from digestmail.config import Settings
-from digestmail.content.source import load_issue
+from digestmail.content.source import IssueSourceError, Problem, checked_issue, decode_source
 from digestmail.db import Database
 from digestmail.media import MediaStore
 from digestmail.models import Issue, IssueStatus
@@ -23,6 +23,17 @@ class IssueStoreError(ValueError):
     """The issue cannot be stored as asked, in words staff can act on."""
 
 
+class IssueAlreadySent(IssueStoreError):
+    """A sent issue stays as it was sent: not replaced, not back to draft or ready."""
+
+    def __init__(self, slug: str, *, replacing: bool = False) -> None:
+        text = f"issue {slug!r} was already sent"
+        if replacing:
+            text += " and cannot be replaced; give the new version another volume number"
+        super().__init__(text)
+        self.slug = slug
+
+
 def add_issue(db: Database, settings: Settings, path: str | Path, *, ready: bool = False) -> Issue:
     """Check, render and store an issue file; an unsent issue with the same slug is replaced.
 
@@ -31,9 +42,21 @@ def add_issue(db: Database, settings: Settings, path: str | Path, *, ready: bool
     and ``IssueStoreError`` when that issue was already sent: what subscribers received
     must stay on record.
     """
-    content = load_issue(path, media=MediaStore.of(settings))
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise IssueSourceError(name, [Problem(1, "error", f"cannot read the file: {exc}")]) from exc
+    return store_issue(db, settings, decode_source(raw, path=name), name=name, ready=ready)
+
+
+def store_issue(
+    db: Database, settings: Settings, source: str, *, name: str | None = None, ready: bool = False
+) -> Issue:
+    """``add_issue`` for a source given as text (an upload, a pasted import); ``name``
+    is what problems are reported against."""
+    content = checked_issue(source, path=name, media=MediaStore.of(settings))
     rendered = render_issue(content, settings)
-    source = Path(path).read_text(encoding="utf-8-sig")
     status = IssueStatus.READY if ready else IssueStatus.DRAFT
     with db.session() as session:
         issue = session.scalar(select(Issue).where(Issue.slug == content.slug))
@@ -41,10 +64,7 @@ def add_issue(db: Database, settings: Settings, path: str | Path, *, ready: bool
             issue = Issue(slug=content.slug)
             session.add(issue)
         elif issue.status is IssueStatus.SENT:
-            raise IssueStoreError(
-                f"issue {content.slug!r} was already sent and cannot be replaced; "
-                "give the new version another volume number"
-            )
+            raise IssueAlreadySent(content.slug, replacing=True)
         issue.publication = content.publication
         issue.volume = content.volume
         issue.title = content.title or rendered.subject
@@ -57,6 +77,18 @@ def add_issue(db: Database, settings: Settings, path: str | Path, *, ready: bool
         issue.status = status
         session.flush()
         session.refresh(issue)
+        return issue
+
+
+def set_ready(db: Database, slug: str, ready: bool) -> Issue | None:
+    """Mark an unsent issue ready to send, or back to draft; None if there is no such issue."""
+    with db.session() as session:
+        issue = session.scalar(select(Issue).where(Issue.slug == slug).with_for_update())
+        if issue is None:
+            return None
+        if issue.status is IssueStatus.SENT:
+            raise IssueAlreadySent(slug)
+        issue.status = IssueStatus.READY if ready else IssueStatus.DRAFT
         return issue
 
 

@@ -178,7 +178,8 @@ class MediaStore:
         """Write a picture into the folder; returns its checked name.
 
         Refuses (``MediaError``) a bad name, bytes that are not the picture the name
-        says, more than ``MAX_BYTES``, and an existing name unless ``replace``. The file
+        says, more than ``MAX_BYTES``, and an existing name unless ``replace`` (storing
+        the very same bytes again is accepted, and changes nothing). The file
         appears whole or not at all (written aside, then renamed).
         """
         checked = media_name(name)
@@ -189,6 +190,8 @@ class MediaStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / checked
         if target.exists() and not replace:
+            if self.path(checked) is not None and target.read_bytes() == data:
+                return checked  # the same picture again (an issue uploaded twice)
             raise MediaError(name, MediaProblem.EXISTS)
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".upload-", suffix=".tmp")
         try:

@@ -455,12 +455,29 @@ class InboundMessage(Base):
 
 
 class Staff(Base):
+    """A person who runs the digest in the admin: signs in with an email and a password."""
+
     __tablename__ = "staff"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(100), unique=True)
+    # The address's lookup key (``subscribers.email_key``): one account per mailbox.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StaffSession(Base):
+    """A signed-in browser. The cookie holds the token; only its SHA-256 is stored here,
+    so a copy of the database opens no session. Deleting the row signs the browser out
+    (logout, a removed account, a changed password)."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
 
 
 class ScheduleKind(enum.StrEnum):

@@ -1008,3 +1008,61 @@ def record_of(session: Session, settings: Settings, address: str) -> SubscriberR
     return SubscriberRecord(
         sub, changes, events, days, settings.soft_bounce_limit, settings.soft_bounce_days
     )
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    subscribers: list[Subscriber]
+    total: int  # matching subscribers in all pages
+
+
+def _like_pattern(text: str) -> str:
+    """``text`` as a LIKE pattern matching it anywhere, its own ``%`` and ``_`` literal."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search(
+    session: Session,
+    text: str = "",
+    *,
+    status: SubscriberStatus | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> SearchPage:
+    """Subscribers whose address or name contains ``text`` (any case), newest first."""
+    stmt = select(Subscriber)
+    words = text.strip()
+    if words:
+        pattern = _like_pattern(words.lower())
+        stmt = stmt.where(
+            Subscriber.email_key.like(pattern, escape="\\")
+            | func.lower(Subscriber.name).like(pattern, escape="\\")
+        )
+    if status is not None:
+        stmt = stmt.where(Subscriber.status == status)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(
+        stmt.order_by(Subscriber.id.desc()).offset(max(offset, 0)).limit(limit)
+    ).all()
+    return SearchPage(list(rows), int(total))
+
+
+def requests_of(session: Session, subscriber_id: int) -> list[SubscriptionRequest]:
+    """Every request kept for a subscriber (the consent history), newest first."""
+    return list(
+        session.scalars(
+            select(SubscriptionRequest)
+            .where(SubscriptionRequest.subscriber_id == subscriber_id)
+            .order_by(SubscriptionRequest.requested_at.desc(), SubscriptionRequest.id.desc())
+        )
+    )
+
+
+def count_by_status(session: Session) -> dict[SubscriberStatus, int]:
+    """How many subscribers are in each status (every status present, zeros included)."""
+    out = dict.fromkeys(SubscriberStatus, 0)
+    rows = session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+    for status, n in rows:
+        out[SubscriberStatus(status)] = int(n)
+    return out

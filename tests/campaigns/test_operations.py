@@ -100,3 +100,17 @@ def test_pause_and_cancel_refuse_a_finished_campaign_with_its_status(
     with pytest.raises(campaigns.IssueNotFound) as missing:
         campaigns.create_campaign(database, small, "no-such-issue")
     assert missing.value.slug == "no-such-issue"
+
+
+def test_plan_send_says_what_a_send_would_do(database: Database, small: Settings) -> None:
+    with pytest.raises(campaigns.IssueNotFound):
+        campaigns.plan_send(database, small, "no-such-issue")
+    slug = store_issue(database, small)
+    add_subscribers(database, 3)
+    plan = campaigns.plan_send(database, small, slug)
+    assert (plan.slug, plan.audience, plan.transport) == (slug, 3, "outbox")
+    assert plan.subject and not plan.ready  # stored as a draft
+    cid = campaigns.create_campaign(database, small, slug)
+    with pytest.raises(campaigns.CampaignExists) as exists:
+        campaigns.plan_send(database, small, slug)
+    assert exists.value.campaign_id == cid and exists.value.unfinished

@@ -35,13 +35,15 @@ from digestmail.campaigns.info import (
     list_campaigns,
 )
 from digestmail.campaigns.ledger import TEMPORARY
-from digestmail.campaigns.message import message_template, send_test
+from digestmail.campaigns.message import message_template, sample_reader_values, send_test
 from digestmail.campaigns.operations import (
+    SendPlan,
     cancel_campaign,
     check_new_campaign,
     check_resume,
     create_campaign,
     pause_campaign,
+    plan_send,
 )
 from digestmail.campaigns.pacing import TokenBucket
 from digestmail.campaigns.sender import (
@@ -68,6 +70,7 @@ __all__ = [
     "LeaseHeld",
     "LeaseLost",
     "MessageNotBuilt",
+    "SendPlan",
     "SendProgress",
     "TokenBucket",
     "WrongStatus",
@@ -80,6 +83,8 @@ __all__ = [
     "list_campaigns",
     "message_template",
     "pause_campaign",
+    "plan_send",
     "run_campaign",
+    "sample_reader_values",
     "send_test",
 ]

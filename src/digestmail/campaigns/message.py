@@ -74,6 +74,16 @@ class RecipientValues:
         )
 
 
+# The reader a message is shown to before it has real recipients (checks, previews).
+SAMPLE_READER = ("reader@example.org", "A Reader")
+
+
+def sample_reader_values(settings: Settings, slug: str) -> dict[str, str]:
+    """Every placeholder's value for the sample reader (not on the list: a mailto: link
+    stands in for the unsubscribe link)."""
+    return RecipientValues(settings, slug)(None, *SAMPLE_READER)
+
+
 def load_issue(db: Database, slug: str) -> Issue:
     with db.session() as session:
         issue = session.scalar(select(Issue).where(Issue.slug == slug))
@@ -92,10 +102,10 @@ def checked_template(
     per run.
     """
     template = message_template(settings, issue, campaign_id, is_test=is_test)
-    sample = RecipientValues(settings, issue.slug)(None, "reader@example.org", "A Reader")
+    sample = sample_reader_values(settings, issue.slug)
     try:
         CompiledMessage(template, domain=sender_domain(settings.from_)).render(
-            Recipient("reader@example.org", sample)
+            Recipient(SAMPLE_READER[0], sample)
         )
     except (ValueError, email.errors.MessageError) as exc:
         raise MessageNotBuilt(issue.slug, str(exc), campaign_id=campaign_id) from exc

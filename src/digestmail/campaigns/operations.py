@@ -8,6 +8,7 @@ so a click that races the sender either lands or is refused, never half-done.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from digestmail.campaigns.errors import (
     IssueNotFound,
     WrongStatus,
 )
-from digestmail.campaigns.info import CampaignInfo, campaign_info, check_id
+from digestmail.campaigns.info import CampaignInfo, active_audience_size, campaign_info, check_id
 from digestmail.campaigns.tables import C, I, S
 from digestmail.config import Settings
 from digestmail.db import Database
@@ -76,6 +77,42 @@ def check_new_campaign(
         _refuse_new_campaign(conn, issue_id, slug, again=again)
         if audience and not has_audience(conn):
             raise EmptyAudience(slug)
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """What a send of an issue to the list would do, for staff to confirm before it starts."""
+
+    slug: str
+    subject: str
+    issue_status: IssueStatus
+    audience: int  # active subscribers now; the campaign takes its audience when it starts
+    transport: str
+
+    @property
+    def ready(self) -> bool:
+        """Staff marked the issue ready (or it went out before and is being sent again)."""
+        return self.issue_status is not IssueStatus.DRAFT
+
+
+def plan_send(db: Database, settings: Settings, slug: str, *, again: bool = False) -> SendPlan:
+    """What ``create_campaign`` would start, checked the same way ahead of time.
+
+    Raises ``IssueNotFound`` and ``CampaignExists`` as ``create_campaign`` would; the
+    CLI and the admin both ask this before asking staff to confirm.
+    """
+    check_new_campaign(db, slug, again=again)
+    with db.engine.connect() as conn:
+        row = conn.execute(select(I.c.subject, I.c.status).where(I.c.slug == slug)).one_or_none()
+    if row is None:
+        raise IssueNotFound(slug)
+    return SendPlan(
+        slug=slug,
+        subject=row.subject,
+        issue_status=IssueStatus(row.status),
+        audience=active_audience_size(db),
+        transport=settings.transport,
+    )
 
 
 def create_campaign(

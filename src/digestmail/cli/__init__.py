@@ -18,6 +18,7 @@ from digestmail.cli import schedule as schedule_cli  # also issue ready, issue u
 from digestmail.cli import scheduler as scheduler_cli
 from digestmail.cli import send as send_cli
 from digestmail.cli import serve as serve_cli
+from digestmail.cli import staff as staff_cli
 from digestmail.cli import stats as stats_cli
 from digestmail.cli import subscribers as subscribers_cli
 from digestmail.cli.common import console, database
@@ -37,6 +38,7 @@ app.add_typer(subscribers_cli.app, name="subscribers")
 app.command("serve")(serve_cli.serve)
 app.add_typer(events_cli.app, name="events")
 app.command("stats")(stats_cli.stats_command)
+app.add_typer(staff_cli.app, name="staff")
 app.add_typer(schedule_cli.app, name="schedule")
 app.command("scheduler")(scheduler_cli.scheduler)
 

@@ -295,8 +295,8 @@ def send(
         if test_to:
             _send_test(db, slug, test_to)
             return
-        campaigns.check_new_campaign(db, slug, again=again)
-        audience = campaigns.active_audience_size(db)
+        plan = campaigns.plan_send(db, settings, slug, again=again)
+        audience = plan.audience
         if not yes:
             if not sys.stdin.isatty():
                 raise fail("Not sending: no terminal to confirm on. Pass --yes to send.")
@@ -306,7 +306,7 @@ def send(
                 else ""
             )
             if not typer.confirm(
-                f"Send “{issue.subject}” to {audience} active subscribers "
+                f"Send “{plan.subject}” to {audience} active subscribers "
                 f"through {settings.transport}{where}?"
             ):
                 raise fail("Not sent.")
@@ -335,7 +335,7 @@ def _send_test(db: Database, slug: str, addresses: list[str]) -> None:
         # Nothing left the machine: say where to look.
         console.print(
             f"Outbox transport: the message is a .eml file in {settings.outbox_dir.resolve()} "
-            "(open it in a mail program, or see /admin/outbox in the web app)."
+            "(open it in a mail program, or see the Outbox in the staff admin, /admin/outbox)."
         )
     for rej in result.rejected:
         err_console.print(f"Test to {rej.email} failed: {rej.error}")

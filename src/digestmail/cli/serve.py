@@ -66,8 +66,9 @@ def serve(
     console.print(f"Subscribe form:  {base}/subscribe")
     console.print(f"Archive:         {base}/archive")
     console.print(f"Health check:    {base}/healthz")
+    console.print(f"Staff admin:     {base}/admin")
     if settings.transport == "outbox":
-        console.print(f"Outbox (local):  {base}/admin/outbox")
+        console.print(f"Outbox:          {base}/admin/outbox (after signing in)")
     console.print(f"Links in emails point to {settings.base_url}")
     # proxy_headers: behind nginx on this machine, X-Forwarded-For gives the client's
     # real address (rate limits, consent records); only 127.0.0.1 is trusted for it.

@@ -145,16 +145,25 @@ def load_issue(path: str | Path, *, media: MediaStore | None = None) -> Issue:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise IssueSourceError(name, [Problem(1, "error", f"cannot read the file: {exc}")]) from exc
+    return checked_issue(decode_source(raw, path=name), path=name, media=media)
+
+
+def decode_source(raw: bytes, *, path: str | None = None) -> str:
+    """An issue file's bytes as text; :class:`IssueSourceError` naming the line if not UTF-8."""
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise IssueSourceError(
-            name, [Problem(line, "error", "the file is not UTF-8 text; save it as UTF-8")]
+            path, [Problem(line, "error", "the file is not UTF-8 text; save it as UTF-8")]
         ) from exc
-    result = parse_issue(text, path=name, media=media)
+
+
+def checked_issue(text: str, *, path: str | None = None, media: MediaStore | None = None) -> Issue:
+    """The issue a source text describes; :class:`IssueSourceError` if it has errors."""
+    result = parse_issue(text, path=path, media=media)
     if result.issue is None or result.errors:
-        raise IssueSourceError(name, result.errors)
+        raise IssueSourceError(path, result.errors)
     return result.issue
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from digestmail import issues
 from digestmail.campaigns import IssueNotFound, check_new_campaign
 from digestmail.campaigns.tables import C, I
 from digestmail.config import Settings
@@ -498,12 +499,17 @@ class Readiness:
 
 
 def set_ready(db: Database, slug: str, ready: bool, *, now: datetime | None = None) -> Readiness:
-    """Mark an unsent issue ready (a cadence may send it; a one-off will) or a draft."""
+    """Mark an unsent issue ready (a cadence may send it; a one-off will) or a draft
+    (``issues.set_ready``), and say which one-off sends wait for it."""
     now = now or utcnow()
-    status = IssueStatus.READY if ready else IssueStatus.DRAFT
-    with db.engine.begin() as conn:
-        issue = _issue(conn, slug)
-        conn.execute(update(I).where(I.c.id == issue.id).values(status=status))
+    try:
+        issue = issues.set_ready(db, slug, ready)
+    except issues.IssueAlreadySent:
+        sent = issues.get_issue(db, slug)
+        raise IssueSent(slug, sent.sent_at if sent else None) from None
+    if issue is None:
+        raise IssueNotFound(slug)
+    with db.engine.connect() as conn:
         rows = conn.execute(
             select(SCH)
             .where(
@@ -513,4 +519,4 @@ def set_ready(db: Database, slug: str, ready: bool, *, now: datetime | None = No
             )
             .order_by(SCH.c.id)
         ).all()
-        return Readiness(slug, status, [_info(conn, row, now) for row in rows])
+        return Readiness(slug, issue.status, [_info(conn, row, now) for row in rows])

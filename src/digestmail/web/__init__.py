@@ -1,4 +1,4 @@
-"""The web app: public pages (subscribe, confirm, unsubscribe), hooks, operator pages.
+"""The web app: public pages (subscribe, confirm, unsubscribe), hooks, the staff admin.
 
 ``create_app`` builds everything from one ``Settings`` so tests can run several apps
 side by side, each with its own database, outbox and rate-limit storage.
@@ -13,7 +13,18 @@ from fastapi import FastAPI, Request, Response
 
 from digestmail.config import Settings, get_settings
 from digestmail.db import Database
-from digestmail.web import archive, errors, feed, hooks, media, ops, printing, public, ratelimit
+from digestmail.web import (
+    admin,
+    archive,
+    errors,
+    feed,
+    hooks,
+    media,
+    ops,
+    printing,
+    public,
+    ratelimit,
+)
 from digestmail.web.pages import Pages
 
 
@@ -40,9 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.pages = Pages(settings)
     # Counted in DIGESTMAIL_RATE_LIMIT_STORAGE: per process by default, or shared by
     # every web process through Redis.
-    app.state.subscribe_limiter = ratelimit.subscribe_limiter(
-        settings, ratelimit.strategy_for(settings)
-    )
+    strategy = ratelimit.strategy_for(settings)
+    app.state.subscribe_limiter = ratelimit.subscribe_limiter(settings, strategy)
+    app.state.login_limiter = ratelimit.login_limiter(settings, strategy)
 
     @app.middleware("http")
     async def _security_headers(
@@ -63,4 +74,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(media.router)
     app.include_router(feed.router)
     app.include_router(printing.router)
+    admin.install(app, settings, database)
     return app

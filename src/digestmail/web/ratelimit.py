@@ -49,14 +49,24 @@ class Limiter:
         try:
             return self.strategy.hit(self.limit, self.name, *keys)
         except StorageError as exc:
-            log.error(
-                "rate limit %s: storage unavailable (%s: %s); %s",
-                self.name,
-                type(exc.storage_error).__name__,
-                exc.storage_error,
-                "allowing the request" if self.fail_open else "refusing the request",
-            )
-            return self.fail_open
+            return self._unavailable(exc)
+
+    def allows(self, *keys: str) -> bool:
+        """Whether one more request for ``keys`` is within the limit, without counting it."""
+        try:
+            return self.strategy.test(self.limit, self.name, *keys)
+        except StorageError as exc:
+            return self._unavailable(exc)
+
+    def _unavailable(self, exc: StorageError) -> bool:
+        log.error(
+            "rate limit %s: storage unavailable (%s: %s); %s",
+            self.name,
+            type(exc.storage_error).__name__,
+            exc.storage_error,
+            "allowing the request" if self.fail_open else "refusing the request",
+        )
+        return self.fail_open
 
 
 def strategy_for(settings: Settings) -> RateLimiter:
@@ -79,3 +89,12 @@ def strategy_for(settings: Settings) -> RateLimiter:
 def subscribe_limiter(settings: Settings, strategy: RateLimiter) -> Limiter:
     """``DIGESTMAIL_SUBSCRIBE_LIMIT`` per client address, on the public forms."""
     return Limiter(strategy, parse(settings.subscribe_limit), name="subscribe", fail_open=True)
+
+
+def login_limiter(settings: Settings, strategy: RateLimiter) -> Limiter:
+    """``DIGESTMAIL_LOGIN_LIMIT`` failed staff sign-ins, per client address and per account.
+
+    Fails closed: while the storage is unreachable nobody can sign in, rather than
+    anybody trying passwords without limit.
+    """
+    return Limiter(strategy, parse(settings.login_limit), name="login", fail_open=False)

@@ -4,7 +4,7 @@ The slot's row is unique per schedule and time, so a second scheduler running by
 mistake finds it taken; APScheduler's job table lives in the same database.
 
 Revision ID: 0004
-Revises: 0005
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import op
 import digestmail.models
 
 revision: str = "0004"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
