@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
@@ -29,7 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -251,6 +252,11 @@ class Settings(BaseSettings):
     confirm_max_age: int = Field(default=7 * 24 * 3600, ge=60)
     templates_dir: Path | None = None
     log_level: str = "INFO"
+    # Scheduling: the zone of times staff give without one, who hears what the scheduler
+    # did, and how often it reads the schedules table (the delay before an edit applies).
+    timezone: str = "UTC"
+    staff_emails: Annotated[tuple[str, ...], NoDecode] = ()
+    scheduler_sync: float = Field(default=2.0, gt=0, le=60)
 
     @field_validator("database_url")
     @classmethod
@@ -390,6 +396,26 @@ class Settings(BaseSettings):
         if not _RATE_RE.match(value):
             raise ValueError("expected a rate such as '5/minute' (per second, minute, hour or day)")
         return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use a name such as America/New_York or UTC"
+            ) from None
+        return value
+
+    @field_validator("staff_emails", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return tuple(
+            _checked_address(part, display_name=False) for part in value.split(",") if part.strip()
+        )
 
     @field_validator("rate_limit_storage")
     @classmethod

@@ -15,11 +15,16 @@ A sender that dies (SIGKILL, power, the database going away under it) leaves the
 campaign ``sending`` with its lease running out: the next sender, or a resume,
 continues it. Errors that would only repeat (the transport refusing, an issue that
 cannot be built, a bug) never leave it so: they stop it ``failed`` or ``paused``.
+A sender asked to stop (``stop``, the scheduler shutting down) finishes the batch in
+hand and gives the lease up, leaving the campaign ``sending`` for the next one.
+
+Every run that got going ends with a report to staff (``notify``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +34,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from digestmail.campaigns.errors import RESUMABLE, STARTABLE, LeaseLost, MessageNotBuilt
+from digestmail import notify
+from digestmail.campaigns.errors import (
+    RESUMABLE,
+    STARTABLE,
+    EmptyAudience,
+    LeaseLost,
+    MessageNotBuilt,
+)
 from digestmail.campaigns.info import CampaignInfo, campaign_info, check_id
 from digestmail.campaigns.lease import Heartbeat, Lease, owner_id
 from digestmail.campaigns.ledger import Batch, Ledger
@@ -95,6 +107,8 @@ HALTS: dict[StopReason, Halt] = {
     StopReason.INTERRUPTED: Halt(CampaignStatus.PAUSED, put_back=False, finished=False),
     # A bug would only repeat; what the batch reached is unknown.
     StopReason.UNEXPECTED: Halt(CampaignStatus.FAILED, put_back=False, finished=True),
+    # Nobody to send to: over before it began, and the issue stays unsent.
+    StopReason.NO_AUDIENCE: Halt(CampaignStatus.CANCELLED, put_back=True, finished=True),
 }
 
 
@@ -213,6 +227,7 @@ class _Sender:
         max_retry_after: float,
         on_progress: Callable[[SendProgress], None] | None,
         sleep: Callable[[float], None],
+        stop: threading.Event | None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -231,16 +246,22 @@ class _Sender:
         )
         self.bucket = TokenBucket(settings.send_rate, sleep=sleep)
         self.progress = SendProgress(campaign_id, total=0)
+        self.stop = stop or threading.Event()
+        # Set once the lease is ours: from then on the run is reported to staff.
+        self.started = False
 
-    def _start(self, allowed: Sequence[CampaignStatus]) -> tuple[str, int, int]:
+    def _start(self, allowed: Sequence[CampaignStatus]) -> tuple[str, int, int, bool]:
         """Take the lease; snapshot the audience on first start, or recover a dead sender's
-        batch in flight. Returns the issue's slug and id, and how many rows were recovered."""
+        batch in flight. Returns the issue's slug and id, how many rows were recovered,
+        and whether the audience snapshot found nobody."""
         now = utcnow()
+        empty = False
         with self.db.engine.begin() as conn:
             taken = self.lease.take(conn, allowed, now)
             recovered = 0
             if taken.started_at is None:
                 self.ledger.snapshot(conn, now)
+                empty = sum(self.ledger.counts(conn).values()) == 0
             else:
                 recovered = self.ledger.recover(conn, now)
                 if recovered:
@@ -251,10 +272,15 @@ class _Sender:
                         recovered,
                     )
             self.ledger.continue_numbering(conn)
-        return taken.slug, taken.issue_id, recovered
+        self.started = True
+        return taken.slug, taken.issue_id, recovered, empty
 
     def run(self, allowed: Sequence[CampaignStatus]) -> None:
-        slug, issue_id, recovered = self._start(allowed)
+        slug, issue_id, recovered, empty = self._start(allowed)
+        if empty:
+            # Everyone left between the campaign's creation and its start.
+            self._halt(StopReason.NO_AUDIENCE, None)
+            raise EmptyAudience(slug, campaign_id=self.campaign_id)
         heartbeat = Heartbeat(self.lease)
         heartbeat.start()
         try:
@@ -347,6 +373,8 @@ class _Sender:
             status = self._status()
             if status is not CampaignStatus.SENDING:
                 raise _Stopped(status.value)
+            if self.stop.is_set():
+                raise _Stopped("handed over")
             if left <= 0:
                 return
             step = min(left, WAIT_STEP)
@@ -420,7 +448,12 @@ class _Sender:
                     conn.execute(select(C.c.status).where(C.c.id == self.campaign_id)).scalar_one()
                 )
                 claim = None
-                if status is CampaignStatus.SENDING:
+                if status is CampaignStatus.SENDING and self.stop.is_set():
+                    log.info(
+                        "campaign %s: asked to stop; leaving it sending for the next sender",
+                        self.campaign_id,
+                    )
+                elif status is CampaignStatus.SENDING:
                     claim = self.ledger.claim(conn, values)
                     progress.skipped += claim.skipped
                     progress.retrying -= claim.retried
@@ -477,6 +510,7 @@ def run_campaign(
     max_retry_after: float = MAX_RETRY_AFTER,
     owner: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> CampaignInfo:
     """Send a campaign until it is sent, paused, cancelled or failed; returns where it ended.
 
@@ -486,7 +520,11 @@ def run_campaign(
     another live sender has it; and, having stopped the campaign as ``HALTS`` says,
     ``TransportError`` when the transport refused, kept failing, asked for a longer wait
     than ``max_retry_after`` or could not say whether it took a batch,
-    ``MessageNotBuilt`` when the issue cannot become a valid message.
+    ``MessageNotBuilt`` when the issue cannot become a valid message, ``EmptyAudience``
+    (the campaign cancelled, the issue unsent) when nobody was active as it started.
+
+    ``stop``: once set, the sender finishes the batch in hand, gives its lease up and
+    returns, the campaign still ``sending`` (a scheduler shutting down hands it on).
 
     ``retry_delays``: waits between tries of a batch the transport refused as a whole;
     ``recipient_retry_delays``: waits before each further try of a recipient that failed
@@ -495,6 +533,8 @@ def run_campaign(
     check_id(campaign_id)
     own = transport is None
     tx = transport or get_transport(settings)
+    sender: _Sender | None = None
+    began = time.monotonic()
     try:
         sender = _Sender(
             db,
@@ -507,9 +547,20 @@ def run_campaign(
             max_retry_after=max_retry_after,
             on_progress=on_progress,
             sleep=sleep,
+            stop=stop,
         )
         sender.run(RESUMABLE if resume else STARTABLE)
     finally:
         if own:
             tx.close()
+        if sender is not None and sender.started:
+            _report(db, settings, campaign_id, time.monotonic() - began)
     return campaign_info(db, campaign_id)
+
+
+def _report(db: Database, settings: Settings, campaign_id: int, seconds: float) -> None:
+    """Tell staff where the run left the campaign; never in the way of the run's own end."""
+    try:
+        notify.campaign_report(settings, campaign_info(db, campaign_id), seconds)
+    except Exception:
+        log.exception("campaign %s: could not report to staff", campaign_id)

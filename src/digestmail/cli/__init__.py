@@ -14,6 +14,8 @@ from digestmail.cli import errors
 from digestmail.cli import events as events_cli
 from digestmail.cli import issue as issue_cli
 from digestmail.cli import issue_store as _issue_store  # noqa: F401  (issue add, issue list)
+from digestmail.cli import schedule as schedule_cli  # also issue ready, issue unready
+from digestmail.cli import scheduler as scheduler_cli
 from digestmail.cli import send as send_cli
 from digestmail.cli import serve as serve_cli
 from digestmail.cli import staff as staff_cli
@@ -37,6 +39,8 @@ app.command("serve")(serve_cli.serve)
 app.add_typer(events_cli.app, name="events")
 app.command("stats")(stats_cli.stats_command)
 app.add_typer(staff_cli.app, name="staff")
+app.add_typer(schedule_cli.app, name="schedule")
+app.command("scheduler")(scheduler_cli.scheduler)
 
 
 @app.callback()
@@ -50,6 +54,8 @@ def _root(
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic narrates every step at INFO; operators only need to hear about problems.
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+    # APScheduler logs every run of every job (the scheduler's sync runs every 2 s).
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
 
 
 @app.command()
