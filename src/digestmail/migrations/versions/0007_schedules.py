@@ -3,7 +3,7 @@
 The slot's row is unique per schedule and time, so a second scheduler running by
 mistake finds it taken; APScheduler's job table lives in the same database.
 
-Revision ID: 0004
+Revision ID: 0007
 Revises: 0006
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 
 import digestmail.models
 
-revision: str = "0004"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
