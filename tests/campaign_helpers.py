@@ -132,3 +132,16 @@ def deliveries(db: Database, campaign_id: int) -> dict[str, tuple[int, int]]:
             )
         ).all()
     return {r.email: (r.id, r.subscriber_id) for r in rows}
+
+
+def store_volume(
+    db: Database, settings: Settings, folder: Path, volume: str, day: str, *, ready: bool = False
+) -> str:
+    """Another issue like ``ISSUE_FILE``, with its own volume and date; returns its slug."""
+    text = ISSUE_FILE.read_text(encoding="utf-8")
+    text = text.replace('volume: "9.1"', f'volume: "{volume}"').replace(
+        "date: 2024-03-01", f"date: {day}"
+    )
+    path = folder / f"issue-{volume}.md"
+    path.write_text(text, encoding="utf-8")
+    return add_issue(db, settings, path, ready=ready).slug

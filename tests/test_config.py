@@ -292,3 +292,22 @@ def test_a_short_secret_key_is_fine_on_a_laptop_with_the_outbox(
 ) -> None:
     monkeypatch.setenv("DIGESTMAIL_SECRET_KEY", "dev")
     assert Settings().transport == "outbox"
+
+
+def test_scheduling_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings()
+    assert s.timezone == "UTC" and s.staff_emails == () and s.scheduler_sync == 2.0
+    monkeypatch.setenv("DIGESTMAIL_TIMEZONE", "America/New_York")
+    monkeypatch.setenv("DIGESTMAIL_STAFF_EMAILS", " editor@example.org,,Ops@Example.ORG ")
+    s = Settings()
+    assert s.timezone == "America/New_York"
+    assert s.staff_emails == ("editor@example.org", "Ops@Example.ORG")
+    for name, value, said in (
+        ("DIGESTMAIL_TIMEZONE", "Eastern Time", "unknown time zone 'Eastern Time'"),
+        ("DIGESTMAIL_TIMEZONE", "../../etc/passwd", "unknown time zone"),
+        ("DIGESTMAIL_STAFF_EMAILS", "editor@example.org, ops", "'ops' is not a valid email"),
+        ("DIGESTMAIL_STAFF_EMAILS", "Desk <desk@example.org>", "not permitted"),
+    ):
+        (line,) = _problems(monkeypatch, **{name: value})
+        assert line.startswith(f"{name}: ") and said in line
+        monkeypatch.delenv(name)

@@ -20,8 +20,9 @@ from functools import lru_cache
 from ipaddress import ip_address
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AliasChoices,
@@ -201,6 +202,12 @@ _PREFIX = "DIGESTMAIL_"
 _JSON_KINDS = (list, tuple, set, frozenset, dict)
 
 
+class NoDecode:
+    """A field's marker (``Annotated[tuple[str, ...], NoDecode]``): its environment value
+    goes to the field's validators as the text it is, not read as JSON (pydantic-settings'
+    marker of the same name, which this module no longer imports)."""
+
+
 def _is_json(annotation: Any) -> bool:
     origin = get_origin(annotation)
     if origin in (Union, UnionType):
@@ -231,7 +238,8 @@ def _environment(model: type[BaseModel]) -> dict[str, Any]:
         for variable_name in names:
             value = environ.get(variable_name.upper())
             if value is not None:
-                found[name] = json.loads(value) if _is_json(info.annotation) else value
+                decode = _is_json(info.annotation) and NoDecode not in info.metadata
+                found[name] = json.loads(value) if decode else value
                 break
     return found
 
@@ -305,6 +313,11 @@ class Settings(BaseModel):
     confirm_max_age: int = Field(default=7 * 24 * 3600, ge=60)
     templates_dir: Path | None = None
     log_level: str = "INFO"
+    # Scheduling: the zone of times staff give without one, who hears what the scheduler
+    # did, and how often it reads the schedules table (the delay before an edit applies).
+    timezone: str = "UTC"
+    staff_emails: Annotated[tuple[str, ...], NoDecode] = ()
+    scheduler_sync: float = Field(default=2.0, gt=0, le=60)
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**{**_environment(type(self)), **values})
@@ -447,6 +460,26 @@ class Settings(BaseModel):
         if not _RATE_RE.match(value):
             raise ValueError("expected a rate such as '5/minute' (per second, minute, hour or day)")
         return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use a name such as America/New_York or UTC"
+            ) from None
+        return value
+
+    @field_validator("staff_emails", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return tuple(
+            _checked_address(part, display_name=False) for part in value.split(",") if part.strip()
+        )
 
     @field_validator("rate_limit_storage")
     @classmethod

@@ -7,23 +7,28 @@ process may die at any line and the next one continues from what these rows say.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Column,
     Date,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
+    Time,
     TypeDecorator,
+    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
@@ -242,6 +247,7 @@ class StopReason(enum.StrEnum):
     UNBUILDABLE = "unbuildable"  # the issue cannot become a valid message
     INTERRUPTED = "interrupted"  # the operator stopped the sender
     UNEXPECTED = "unexpected"  # an error nobody planned for (a bug); the detail names it
+    NO_AUDIENCE = "no_audience"  # nobody was active at the start: never sent to nobody
 
 
 class Campaign(Base):
@@ -474,3 +480,106 @@ class StaffSession(Base):
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+
+
+class ScheduleKind(enum.StrEnum):
+    CADENCE = "cadence"  # every N weeks (or days) at a wall-clock time: the oldest ready issue
+    ONCE = "once"  # one issue at one time
+
+
+class ScheduleStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DONE = "done"  # a one-off whose time has come and gone (its occurrence says how)
+    CANCELLED = "cancelled"
+
+
+class IntervalUnit(enum.StrEnum):
+    DAY = "day"
+    WEEK = "week"
+
+
+class Schedule(Base):
+    """What staff said about when to send, written by the CLI and the admin.
+
+    The scheduler process brings its APScheduler jobs in line with these rows (``version``
+    changes with every edit); the rows, not the jobs, are the truth.
+    """
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[ScheduleKind] = mapped_column(_enum(ScheduleKind))
+    status: Mapped[ScheduleStatus] = mapped_column(
+        _enum(ScheduleStatus), default=ScheduleStatus.ACTIVE, index=True
+    )
+    # One-off: the issue and the moment.
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="RESTRICT"), index=True
+    )
+    run_at: Mapped[datetime | None]
+    # Cadence: every ``every`` units from ``start_date`` (the first slot's local date) at
+    # ``at_time`` on the wall clock of ``timezone``.
+    every: Mapped[int | None]
+    unit: Mapped[IntervalUnit | None] = mapped_column(_enum(IntervalUnit))
+    at_time: Mapped[time | None] = mapped_column(Time())
+    start_date: Mapped[date | None] = mapped_column(Date)
+    # The zone staff gave (a one-off is shown in it; a cadence keeps its wall-clock time).
+    timezone: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(default=1)
+    # Every slot up to this moment has been dealt with (sent, skipped, missed, or passed
+    # while paused): what is missed is looked for after it only.
+    settled_until: Mapped[datetime]
+    # The slot staff were last reminded about (no issue ready the day before).
+    reminded_for: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OccurrenceOutcome(enum.StrEnum):
+    SENT = "sent"  # handed to a campaign (its status says how far it got)
+    SKIPPED = "skipped"  # nothing to send, or nobody to send to (``reason``)
+    MISSED = "missed"  # the scheduler was not running, and the grace ran out
+    CANCELLED = "cancelled"  # staff skipped this one occurrence ahead of time
+
+
+class SkipReason(enum.StrEnum):
+    NO_READY_ISSUE = "no_ready_issue"  # a cadence found no issue ready and unsent
+    NOT_READY = "not_ready"  # a one-off's issue was a draft again
+    ALREADY_SENT = "already_sent"  # a one-off's issue had been sent meanwhile
+    UNFINISHED = "unfinished"  # a campaign of the issue was still scheduled, sending or paused
+    NO_SUBSCRIBERS = "no_subscribers"  # nobody was active
+
+
+class Occurrence(Base):
+    """One slot of a schedule and what became of it.
+
+    Unique per schedule and slot: the row (with its campaign) is written in the same
+    transaction as the campaign, so a second scheduler running by mistake finds the slot
+    taken and stands down.
+    """
+
+    __tablename__ = "schedule_occurrences"
+    __table_args__ = (UniqueConstraint("schedule_id", "slot_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    slot_at: Mapped[datetime]
+    outcome: Mapped[OccurrenceOutcome] = mapped_column(_enum(OccurrenceOutcome))
+    reason: Mapped[SkipReason | None] = mapped_column(_enum(SkipReason))
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"), unique=True
+    )
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# APScheduler's own job store (``SQLAlchemyJobStore``), declared here so that the
+# migrations create it and the schema stays whole; APScheduler reads and writes it.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

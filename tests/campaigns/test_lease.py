@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -13,7 +15,7 @@ from sqlalchemy import Table, update
 
 from digestmail import campaigns
 from digestmail.campaigns import LeaseHeld, run_campaign
-from digestmail.campaigns.lease import Lease, owner_id
+from digestmail.campaigns.lease import Lease, holder_gone, owner_id
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.models import Campaign, CampaignStatus, utcnow
@@ -102,6 +104,7 @@ def test_resume_after_a_dead_sender_resends_only_the_batch_in_flight(
 def test_a_lease_is_renewed_and_released_only_by_its_holder(
     database: Database, small: Settings
 ) -> None:
+    add_subscribers(database, 1)
     slug = store_issue(database, small)
     cid = campaigns.create_campaign(database, small, slug)
     ours = Lease(database, cid, owner_id(), 30)
@@ -118,3 +121,58 @@ def test_a_lease_is_renewed_and_released_only_by_its_holder(
     assert info.status is CampaignStatus.SENDING and info.lease_owner == ours.owner
     ours.release()
     assert campaigns.campaign_info(database, cid).lease_owner is None
+
+
+def _owner_of_a_process(*, stay: bool) -> tuple[subprocess.Popen[str], str]:
+    """A real process on this host that prints its lease owner id (and waits, if ``stay``)."""
+    code = "from digestmail.campaigns.lease import owner_id; print(owner_id(), flush=True)"
+    if stay:
+        code += "; import sys; sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def test_a_holder_is_gone_only_when_its_process_on_this_host_is() -> None:
+    live, owner = _owner_of_a_process(stay=True)
+    assert not holder_gone(owner)  # running
+    live.communicate("")
+    assert holder_gone(owner)  # exited (and reaped)
+
+    ours = owner_id()
+    assert not holder_gone(ours)
+    host, pid, start, machine, tag = ours.split(":")
+    # The same pid with another start time is another process: ours took its number.
+    assert holder_gone(":".join([host, pid, str(int(start) + 1), machine, tag]))
+    # Another host, another container (PID namespace) or boot, an id from an older version:
+    # nothing can be known from here, so the lease is left to run out.
+    assert not holder_gone(":".join(["elsewhere", "999999", start, machine, tag]))
+    assert not holder_gone(":".join([host, "999999", start, "00000000", tag]))
+    assert not holder_gone("dead-host:1") and not holder_gone(f"{host}:999999:abcd1234")
+
+
+def test_a_lease_whose_holder_is_gone_is_taken_over_at_once(
+    database: Database, small: Settings
+) -> None:
+    add_subscribers(database, 1)
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+    proc, dead = _owner_of_a_process(stay=False)
+    proc.wait()
+    with database.engine.begin() as conn:
+        conn.execute(
+            update(C)
+            .where(C.c.id == cid)
+            .values(
+                status=CampaignStatus.SENDING,
+                lease_owner=dead,
+                lease_expires_at=utcnow() + timedelta(minutes=5),
+            )
+        )
+    mine = Lease(database, cid, owner_id(), 30)
+    with database.engine.begin() as conn:
+        taken = mine.take(conn, (CampaignStatus.SENDING,), utcnow())
+    assert taken.took_over_from == dead
+    assert campaigns.campaign_info(database, cid).lease_owner == mine.owner

@@ -17,6 +17,7 @@ from tests.campaign_helpers import add_subscribers, store_issue
 
 
 def test_two_sends_racing_create_one_campaign(database: Database, small: Settings) -> None:
+    add_subscribers(database, 1)
     slug = store_issue(database, small)
     barrier = threading.Barrier(2)
     outcomes: list[str | campaigns.CampaignExists] = []
@@ -71,6 +72,7 @@ def test_again_only_after_earlier_campaigns_finished(database: Database, small: 
 def test_a_failed_campaign_must_be_resumed_or_superseded_deliberately(
     database: Database, small: Settings
 ) -> None:
+    add_subscribers(database, 1)
     slug = store_issue(database, small)
     first = campaigns.create_campaign(database, small, slug)
     with database.engine.begin() as conn:

@@ -7,6 +7,7 @@ What each failure leads to (``HALTS``, ``next_step``) is also tested without a d
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -92,7 +93,12 @@ def test_every_stop_reason_has_a_halt_and_only_unknown_fates_keep_the_batch_clai
     assert kept == {StopReason.UNCERTAIN, StopReason.INTERRUPTED, StopReason.UNEXPECTED}
     failed = {r for r, h in HALTS.items() if h.status is CampaignStatus.FAILED}
     assert failed == {StopReason.REFUSED, StopReason.UNBUILDABLE, StopReason.UNEXPECTED}
-    assert all(h.finished == (h.status is CampaignStatus.FAILED) for h in HALTS.values())
+    over = (CampaignStatus.FAILED, CampaignStatus.CANCELLED)
+    assert all(h.finished == (h.status in over) for h in HALTS.values())
+    # Only an empty audience cancels: there was nobody to send to.
+    assert {r for r, h in HALTS.items() if h.status is CampaignStatus.CANCELLED} == {
+        StopReason.NO_AUDIENCE
+    }
     # Nothing a sender stops is left sending (the scheduler would pick it up again).
     assert all(h.status is not CampaignStatus.SENDING for h in HALTS.values())
     # The other batches in flight are waited for and recorded, except when the operator
@@ -718,6 +724,50 @@ def test_an_interrupted_sender_pauses_the_campaign_with_the_batch_in_flight(
     assert info.status is CampaignStatus.PAUSED and info.error_reason is StopReason.INTERRUPTED
     assert info.counts["claimed"] == 10 and info.in_flight_unknown == 10
     assert "interrupted by the operator" in (stop_explained(info) or "")
+
+
+def test_nobody_left_at_the_start_cancels_the_campaign_and_leaves_the_issue_unsent(
+    database: Database, small: Settings
+) -> None:
+    add_subscribers(database, 3)
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+    with database.engine.begin() as conn:  # everyone leaves before it starts
+        conn.execute(update(SUBSCRIBERS).values(status="unsubscribed"))
+    with pytest.raises(campaigns.EmptyAudience) as raised:
+        run_campaign(database, small, cid)
+    assert raised.value.campaign_id == cid and raised.value.slug == slug
+    info = campaigns.campaign_info(database, cid)
+    assert info.status is CampaignStatus.CANCELLED and info.error_reason is StopReason.NO_AUDIENCE
+    assert info.lease_owner is None and info.total == 0
+    with database.engine.connect() as conn:
+        assert conn.scalar(select(I.c.status).where(I.c.slug == slug)) == "draft"
+    assert "nothing was sent" in (stop_explained(info) or "")
+    with pytest.raises(campaigns.EmptyAudience):
+        campaigns.create_campaign(database, small, slug, again=True)
+
+
+def test_a_sender_asked_to_stop_hands_the_campaign_on_after_its_batch(
+    database: Database, small: Settings
+) -> None:
+    add_subscribers(database, 40)
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+    stop = threading.Event()
+
+    def stop_in_second_batch(n: int, _: Sequence[Recipient]) -> None:
+        if n == 2:
+            stop.set()
+
+    info = run_campaign(
+        database, small, cid, transport=HookedOutbox(small, stop_in_second_batch), stop=stop
+    )
+    # Batch 2 went and was recorded; then the lease was given up, the campaign still sending.
+    assert info.status is CampaignStatus.SENDING and info.lease_owner is None
+    assert info.counts["accepted"] == 20 and info.counts["claimed"] == 0
+    info = run_campaign(database, small, cid)  # the next sender, without a resume
+    assert info.status is CampaignStatus.SENT and info.resent == 0
+    assert outbox_counts(small.outbox_dir) == {f"user{i}@example.com": 1 for i in range(40)}
 
 
 # --- several batches in flight ---------------------------------------------------------

@@ -121,3 +121,17 @@ class MessageNotBuilt(CampaignError):
         self.slug = slug
         self.reason = reason
         self.campaign_id = campaign_id
+
+
+class EmptyAudience(CampaignError):
+    """Nobody is active: a campaign would send the issue to nobody and mark it sent.
+
+    ``campaign_id`` is set when a campaign found its audience empty as it started (it is
+    then cancelled, and the issue stays unsent).
+    """
+
+    def __init__(self, slug: str, *, campaign_id: int | None = None) -> None:
+        where = f"campaign {campaign_id}: " if campaign_id is not None else ""
+        super().__init__(f"{where}no active subscribers to send {slug!r} to")
+        self.slug = slug
+        self.campaign_id = campaign_id

@@ -12,20 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, exists, insert, select, update
 
 from digestmail.campaigns.errors import (
     UNFINISHED,
     CampaignExists,
     CampaignNotFound,
+    EmptyAudience,
     IssueNotFound,
     WrongStatus,
 )
 from digestmail.campaigns.info import CampaignInfo, active_audience_size, campaign_info, check_id
-from digestmail.campaigns.tables import C, I
+from digestmail.campaigns.tables import C, I, S
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.models import CampaignStatus, IssueStatus, utcnow
+from digestmail.models import CampaignStatus, IssueStatus, SubscriberStatus, utcnow
 
 
 def _refuse_new_campaign(conn: Connection, issue_id: int, slug: str, *, again: bool) -> None:
@@ -56,13 +57,26 @@ def _refuse_new_campaign(conn: Connection, issue_id: int, slug: str, *, again: b
         )
 
 
-def check_new_campaign(db: Database, slug: str, *, again: bool = False) -> None:
-    """``create_campaign``'s refusal ahead of time (before asking staff to confirm)."""
+def has_audience(conn: Connection) -> bool:
+    """Whether anybody is active: a campaign needs someone to send to."""
+    return bool(conn.scalar(select(exists().where(S.c.status == SubscriberStatus.ACTIVE))))
+
+
+def check_new_campaign(
+    db: Database, slug: str, *, again: bool = False, audience: bool = True
+) -> None:
+    """``create_campaign``'s refusal ahead of time (before asking staff to confirm).
+
+    ``audience=False`` leaves out the check that anybody is active (a send scheduled for
+    later: the list may have grown by then, and the scheduler checks again).
+    """
     with db.engine.connect() as conn:
         issue_id = conn.scalar(select(I.c.id).where(I.c.slug == slug))
         if issue_id is None:
             raise IssueNotFound(slug)
         _refuse_new_campaign(conn, issue_id, slug, again=again)
+        if audience and not has_audience(conn):
+            raise EmptyAudience(slug)
 
 
 @dataclass(frozen=True)
@@ -112,29 +126,44 @@ def create_campaign(
     """A campaign for the issue, status ``scheduled``; its audience is taken when it starts.
 
     Refused (``CampaignExists``) while another campaign of the issue is unfinished, and
-    after one finished (or the issue was sent) unless ``again``. The check and the insert
-    are one transaction holding the issue's row (PostgreSQL: ``FOR UPDATE``; SQLite: the
-    engine's ``BEGIN IMMEDIATE`` serialises writers), so two ``send`` commands racing
-    create one campaign, not two.
+    after one finished (or the issue was sent) unless ``again``; ``EmptyAudience`` when
+    nobody is active. The check and the insert are one transaction holding the issue's
+    row (PostgreSQL: ``FOR UPDATE``; SQLite: the engine's ``BEGIN IMMEDIATE`` serialises
+    writers), so two ``send`` commands racing create one campaign, not two.
     """
     with db.engine.begin() as conn:
-        issue_id = conn.scalar(select(I.c.id).where(I.c.slug == slug).with_for_update())
-        if issue_id is None:
-            raise IssueNotFound(slug)
-        _refuse_new_campaign(conn, issue_id, slug, again=again)
-        result = conn.execute(
-            insert(C).values(
-                issue_id=issue_id,
-                status=CampaignStatus.SCHEDULED,
-                transport=settings.transport,
-                is_test=False,
-                scheduled_at=scheduled_at,
-                created_at=utcnow(),
-            )
+        return create_campaign_on(conn, settings, slug, scheduled_at=scheduled_at, again=again)
+
+
+def create_campaign_on(
+    conn: Connection,
+    settings: Settings,
+    slug: str,
+    *,
+    scheduled_at: datetime | None = None,
+    again: bool = False,
+) -> int:
+    """``create_campaign`` in the caller's transaction (the scheduler records the slot's
+    occurrence in the same one)."""
+    issue_id = conn.scalar(select(I.c.id).where(I.c.slug == slug).with_for_update())
+    if issue_id is None:
+        raise IssueNotFound(slug)
+    _refuse_new_campaign(conn, issue_id, slug, again=again)
+    if not has_audience(conn):
+        raise EmptyAudience(slug)
+    result = conn.execute(
+        insert(C).values(
+            issue_id=issue_id,
+            status=CampaignStatus.SCHEDULED,
+            transport=settings.transport,
+            is_test=False,
+            scheduled_at=scheduled_at,
+            created_at=utcnow(),
         )
-        pk = result.inserted_primary_key
-        assert pk is not None
-        return int(pk[0])
+    )
+    pk = result.inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
 
 
 def _set_status(

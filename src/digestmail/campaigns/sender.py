@@ -25,11 +25,17 @@ A sender that dies (SIGKILL, power, the database going away under it) leaves the
 campaign ``sending`` with its lease running out: the next sender, or a resume,
 continues it. Errors that would only repeat (the transport refusing, an issue that
 cannot be built, a bug) never leave it so: they stop it ``failed`` or ``paused``.
+A sender asked to stop (``stop``, the scheduler shutting down) claims nothing more,
+lets the batches in flight be answered and recorded, and gives the lease up, leaving
+the campaign ``sending`` for the next one.
+
+Every run that got going ends with a report to staff (``notify``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -40,7 +46,14 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import DBAPIError
 
-from digestmail.campaigns.errors import RESUMABLE, STARTABLE, LeaseLost, MessageNotBuilt
+from digestmail import notify
+from digestmail.campaigns.errors import (
+    RESUMABLE,
+    STARTABLE,
+    EmptyAudience,
+    LeaseLost,
+    MessageNotBuilt,
+)
 from digestmail.campaigns.info import CampaignInfo, campaign_info, check_id
 from digestmail.campaigns.lease import Heartbeat, Lease, owner_id
 from digestmail.campaigns.ledger import Batch, Ledger
@@ -111,6 +124,8 @@ HALTS: dict[StopReason, Halt] = {
     ),
     # A bug would only repeat; what the batch reached is unknown.
     StopReason.UNEXPECTED: Halt(CampaignStatus.FAILED, put_back=False, finished=True),
+    # Nobody to send to: over before it began, and the issue stays unsent.
+    StopReason.NO_AUDIENCE: Halt(CampaignStatus.CANCELLED, put_back=True, finished=True),
 }
 
 
@@ -254,6 +269,7 @@ class _Sender:
         max_retry_after: float,
         on_progress: Callable[[SendProgress], None] | None,
         sleep: Callable[[float], None],
+        stop: threading.Event | None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -273,16 +289,22 @@ class _Sender:
         )
         self.bucket = TokenBucket(settings.send_rate, sleep=sleep)
         self.progress = SendProgress(campaign_id, total=0)
+        self.stop = stop or threading.Event()
+        # Set once the lease is ours: from then on the run is reported to staff.
+        self.started = False
 
-    def _start(self, allowed: Sequence[CampaignStatus]) -> tuple[str, int, int]:
+    def _start(self, allowed: Sequence[CampaignStatus]) -> tuple[str, int, int, bool]:
         """Take the lease; snapshot the audience on first start, or recover a dead sender's
-        batches in flight. Returns the issue's slug and id, and how many rows were recovered."""
+        batches in flight. Returns the issue's slug and id, how many rows were recovered,
+        and whether the audience snapshot found nobody."""
         now = utcnow()
+        empty = False
         with self.db.engine.begin() as conn:
             taken = self.lease.take(conn, allowed, now)
             recovered = 0
             if taken.started_at is None:
                 self.ledger.snapshot(conn, now)
+                empty = sum(self.ledger.counts(conn).values()) == 0
             else:
                 recovered = self.ledger.recover(conn, now)
                 if recovered:
@@ -293,10 +315,15 @@ class _Sender:
                         recovered,
                     )
             self.ledger.continue_numbering(conn)
-        return taken.slug, taken.issue_id, recovered
+        self.started = True
+        return taken.slug, taken.issue_id, recovered, empty
 
     def run(self, allowed: Sequence[CampaignStatus]) -> None:
-        slug, issue_id, recovered = self._start(allowed)
+        slug, issue_id, recovered, empty = self._start(allowed)
+        if empty:
+            # Everyone left between the campaign's creation and its start.
+            self._halt(StopReason.NO_AUDIENCE, None)
+            raise EmptyAudience(slug, campaign_id=self.campaign_id)
         heartbeat = Heartbeat(self.lease)
         heartbeat.start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{self.campaign_id}")
@@ -421,6 +448,7 @@ class _Sender:
         failed: list[_Failed] = []  # stopped the campaign; the first one says why
         hold = 0.0  # seconds of the shared wait still to sleep
         stopped: CampaignStatus | None = None  # staff paused or cancelled
+        handing_over = False  # asked to stop (``stop``): the campaign stays sending
 
         def launch(flight: _Flight) -> None:
             # Prepared here, handed over by a worker: this thread computes, the workers
@@ -481,6 +509,13 @@ class _Sender:
                 )
                 if status is not CampaignStatus.SENDING:
                     stopped = status
+                elif self.stop.is_set():
+                    if not handing_over:
+                        log.info(
+                            "campaign %s: asked to stop; leaving it sending for the next sender",
+                            self.campaign_id,
+                        )
+                    handing_over = True
                 elif not failed and hold <= 0 and not waiting and len(flying) < self.concurrency:
                     claim = self.ledger.claim(conn, values)
                     progress.skipped += claim.skipped
@@ -491,11 +526,12 @@ class _Sender:
             if self.on_progress:
                 self.on_progress(progress)
 
-            if stopped is not None or failed:
-                if flying and (stopped is not None or HALTS[failed[0].reason].drain):
+            if stopped is not None or handing_over or failed:
+                by_staff = stopped is not None or handing_over
+                if flying and (by_staff or HALTS[failed[0].reason].drain):
                     wait(flying, timeout=WAIT_STEP, return_when=FIRST_COMPLETED)
                     continue
-                self._stop(stopped, failed, waiting)
+                self._stop(stopped, failed, waiting, handing_over=handing_over)
                 return
             if hold > 0:
                 step = min(hold, WAIT_STEP)
@@ -540,20 +576,26 @@ class _Sender:
             )
 
     def _stop(
-        self, stopped: CampaignStatus | None, failed: Sequence[_Failed], waiting: Sequence[_Flight]
+        self,
+        stopped: CampaignStatus | None,
+        failed: Sequence[_Failed],
+        waiting: Sequence[_Flight],
+        *,
+        handing_over: bool = False,
     ) -> None:
         """Nothing is in flight any more (or need not be waited for): stop the campaign.
 
         Batches waiting to be tried again were not sent: they go back to pending, like a
         failed batch whose ``HALTS`` entry says so; the others stay claimed. Staff's
-        pause or cancel keeps its status; otherwise the first failure's ``HALTS`` entry
-        decides, and its error is raised.
+        pause or cancel keeps its status, and a sender asked to stop leaves it sending;
+        otherwise the first failure's ``HALTS`` entry decides, and its error is raised.
         """
         put_back = [f.batch for f in waiting]
         put_back += [f.flight.batch for f in failed if HALTS[f.reason].put_back]
-        if stopped is not None:
+        if stopped is not None or handing_over:
             self._put_back(put_back)
-            log.info("campaign %s is %s: stopping", self.campaign_id, stopped.value)
+            why = stopped.value if stopped is not None else "handed over"
+            log.info("campaign %s is %s: stopping", self.campaign_id, why)
             self.lease.release()
             return
         first = failed[0]
@@ -574,6 +616,7 @@ def run_campaign(
     max_retry_after: float = MAX_RETRY_AFTER,
     owner: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> CampaignInfo:
     """Send a campaign until it is sent, paused, cancelled or failed; returns where it ended.
 
@@ -583,7 +626,12 @@ def run_campaign(
     another live sender has it; and, having stopped the campaign as ``HALTS`` says,
     ``TransportError`` when the transport refused, kept failing, asked for a longer wait
     than ``max_retry_after`` or could not say whether it took a batch,
-    ``MessageNotBuilt`` when the issue cannot become a valid message.
+    ``MessageNotBuilt`` when the issue cannot become a valid message, ``EmptyAudience``
+    (the campaign cancelled, the issue unsent) when nobody was active as it started.
+
+    ``stop``: once set, the sender claims nothing more, lets the batches in flight be
+    answered, gives its lease up and returns, the campaign still ``sending`` (a
+    scheduler shutting down hands it on).
 
     ``retry_delays``: waits between tries of a batch the transport refused as a whole;
     ``recipient_retry_delays``: waits before each further try of a recipient that failed
@@ -592,6 +640,8 @@ def run_campaign(
     check_id(campaign_id)
     own = transport is None
     tx = transport or get_transport(settings)
+    sender: _Sender | None = None
+    began = time.monotonic()
     try:
         sender = _Sender(
             db,
@@ -604,9 +654,20 @@ def run_campaign(
             max_retry_after=max_retry_after,
             on_progress=on_progress,
             sleep=sleep,
+            stop=stop,
         )
         sender.run(RESUMABLE if resume else STARTABLE)
     finally:
         if own:
             tx.close()
+        if sender is not None and sender.started:
+            _report(db, settings, campaign_id, time.monotonic() - began)
     return campaign_info(db, campaign_id)
+
+
+def _report(db: Database, settings: Settings, campaign_id: int, seconds: float) -> None:
+    """Tell staff where the run left the campaign; never in the way of the run's own end."""
+    try:
+        notify.campaign_report(settings, campaign_info(db, campaign_id), seconds)
+    except Exception:
+        log.exception("campaign %s: could not report to staff", campaign_id)

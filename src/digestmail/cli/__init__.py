@@ -93,6 +93,18 @@ COMMANDS: dict[str, Entry] = {
         "app",
         "Staff accounts for the admin in the browser: add, list, remove, password.",
     ),
+    "schedule": Entry(
+        "digestmail.cli.schedule",
+        "app",
+        "When issues go out. `digestmail schedule SLUG --at TIME [--tz ZONE]` sends one issue "
+        "at a set time; `schedule cadence` sends the oldest ready issue on a regular rhythm. "
+        "The scheduler (`digestmail scheduler`, or `digestmail serve`) does the sending.",
+    ),
+    "scheduler": Entry(
+        "digestmail.cli.scheduler",
+        "scheduler",
+        "Run the scheduler: scheduled sends, campaigns whose sender died, reminders to staff.",
+    ),
 }
 
 
@@ -111,7 +123,7 @@ class _Root(errors.DigestmailGroup):
             return found
         if self._listing:
             # Only a line in the root's help: no need to import the module for that.
-            return TyperCommand(cmd_name, help=entry.help, short_help=entry.help)
+            return TyperCommand(cmd_name, help=entry.help)
         command = entry.load(cmd_name)
         self.add_command(command, cmd_name)
         return command
@@ -147,6 +159,8 @@ def _root(
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic narrates every step at INFO; operators only need to hear about problems.
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+    # APScheduler logs every run of every job (the scheduler's sync runs every 2 s).
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``digestmail issue add`` and ``issue list``: the issues stored in the database.
+"""``digestmail issue add``, ``issue list``, ``issue ready|unready``: stored issues.
 
 Registered on the ``issue`` group of ``cli/issue.py``; ``cli/__init__`` loads the group
 through this module, so that both halves are there. What only these two commands need
@@ -82,3 +82,19 @@ def list_(
             i.slug,
         )
     console.print(table)
+
+
+@app.command("ready")
+def ready(slug: str = typer.Argument(..., help="The issue's slug.")) -> None:
+    """Mark an issue ready: a cadence sends the oldest ready issue."""
+    from digestmail.cli.schedule import readiness  # scheduling, loaded when used
+
+    readiness(slug, True)
+
+
+@app.command("unready")
+def unready(slug: str = typer.Argument(..., help="The issue's slug.")) -> None:
+    """Make an issue a draft again: no cadence sends it, and its one-off send is skipped."""
+    from digestmail.cli.schedule import readiness
+
+    readiness(slug, False)

@@ -23,6 +23,7 @@ from digestmail.campaigns import (
     CampaignExists,
     CampaignInfo,
     CampaignNotFound,
+    EmptyAudience,
     IssueNotFound,
     LeaseHeld,
     LeaseLost,
@@ -100,6 +101,11 @@ def campaign_problem(exc: CampaignError) -> str:
             f"{exc.slug} was already sent{when}; pass --again to send it to every active "
             "subscriber once more."
         )
+    if isinstance(exc, EmptyAudience):
+        return (
+            f"Not sent: there are no active subscribers to send {exc.slug} to (nobody has "
+            "confirmed yet). `digestmail subscribers list` shows the list."
+        )
     if isinstance(exc, WrongStatus):
         hint = f" (use {_resume(exc.campaign_id)} to continue it)" if exc.resumable else ""
         return f"Campaign {exc.campaign_id} is {exc.status.value}{hint}."
@@ -107,7 +113,7 @@ def campaign_problem(exc: CampaignError) -> str:
         until = f" (lease until {exc.expires_at:%Y-%m-%d %H:%M:%S} UTC)" if exc.expires_at else ""
         return (
             f"Campaign {exc.campaign_id} is being sent by {exc.owner}{until}; if that process "
-            "is dead, try again once the lease has expired."
+            "was on another machine and is dead, try again once the lease has expired."
         )
     if isinstance(exc, LeaseLost):
         return (
@@ -178,6 +184,11 @@ def stop_explained(info: CampaignInfo) -> str | None:
             return (
                 f"stopped by an unexpected error: {detail}. Continue with {_resume(cid)} "
                 "once the cause is fixed."
+            )
+        case StopReason.NO_AUDIENCE:
+            return (
+                "nobody was an active subscriber when it started, so nothing was sent and "
+                "the issue is not marked sent."
             )
 
 

@@ -1,8 +1,11 @@
-"""``digestmail serve``: the web app under uvicorn (and, later, the scheduler)."""
+"""``digestmail serve``: the web app under uvicorn, with the scheduler in the same process."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import typer
@@ -17,12 +20,23 @@ log = logging.getLogger(__name__)
 
 
 def attach_scheduler(app: FastAPI, settings: Settings) -> None:
-    """The seam for the scheduler: start it with the app, in the same process.
+    """Run the scheduler in the app's process: started with the app, stopped with it
+    (sends in progress finish their batch and are handed on)."""
+    from digestmail.scheduling.runner import Scheduler
 
-    Scheduling arrives with its own issue; it plugs in here (e.g. by wrapping the
-    app's lifespan). Until then ``serve`` runs the web app only.
-    """
-    log.info("scheduler: not available in this version; serving the web app only")
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: FastAPI) -> AsyncIterator[None]:
+        running = Scheduler(settings)
+        running.start()
+        try:
+            async with inner(a):
+                yield
+        finally:
+            await asyncio.to_thread(running.stop)
+
+    app.router.lifespan_context = lifespan
 
 
 def serve(

@@ -79,6 +79,11 @@ def test_upload_with_its_picture_preview_test_ready_and_send(settings: Settings)
         [test_mail] = outbox_messages(Path(settings.outbox_dir))
         assert test_mail["To"] == EMAIL and test_mail["Subject"].startswith("[TEST]")
 
+        # Nobody is subscribed yet: there is nobody to send it to.
+        nobody = admin.client.get(f"/admin/issues/{SLUG}/send")
+        assert "Nobody is subscribed (confirmed) yet" in nobody.text
+        admin.post("/admin/subscribers/add", {"email": "ann@example.org", "vouch": "yes"})
+
         # A draft is not offered for sending.
         draft = admin.client.get(f"/admin/issues/{SLUG}/send")
         assert "is a draft" in draft.text
@@ -87,7 +92,6 @@ def test_upload_with_its_picture_preview_test_ready_and_send(settings: Settings)
 
         ready = admin.follow(admin.post(f"/admin/issues/{SLUG}/ready", {"ready": "yes"}))
         assert Admin.notice(ready) == "Marked ready to send."
-        admin.post("/admin/subscribers/add", {"email": "ann@example.org", "vouch": "yes"})
         confirm = admin.client.get(f"/admin/issues/{SLUG}/send")
         assert "<strong>1</strong> subscriber now?" in confirm.text
         started = admin.post(f"/admin/issues/{SLUG}/send")

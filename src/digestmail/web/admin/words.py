@@ -13,6 +13,7 @@ from digestmail.campaigns import (
     CampaignExists,
     CampaignInfo,
     CampaignNotFound,
+    EmptyAudience,
     IssueNotFound,
     LeaseHeld,
     LeaseLost,
@@ -70,6 +71,8 @@ def campaign_problem(exc: CampaignError) -> str:
             )
         done = f" on {when(exc.finished_at)}" if exc.finished_at else ""
         return f"This issue was already sent{done}."
+    if isinstance(exc, EmptyAudience):
+        return "Nobody is subscribed (confirmed) yet, so there is nobody to send this issue to."
     if isinstance(exc, WrongStatus):
         return f"This sending {_IS[exc.status]}, so that cannot be done now."
     if isinstance(exc, LeaseHeld):
@@ -117,3 +120,5 @@ def stop_reason(info: CampaignInfo) -> str | None:
             return "The sending was interrupted. Press Continue to go on."
         case StopReason.UNEXPECTED:
             return f"An unexpected error stopped it: {detail}. Press Continue once it is fixed."
+        case StopReason.NO_AUDIENCE:
+            return "Nobody was subscribed when it started, so nothing was sent."
