@@ -67,6 +67,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/recipients.py
+	$(BIN)/python bench/cli.py
 	$(BIN)/python -m bench.transports
 
 clean:

@@ -141,6 +141,26 @@ def test_paused_campaign_is_resumed_from_the_command_line(db: Database) -> None:
     assert json.loads(_invoke("campaign", "status", str(cid), "--json")[1])["status"] == "sent"
 
 
+def test_campaign_status_says_how_many_may_receive_it_twice_after_a_crash(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digestmail import campaigns
+
+    monkeypatch.setenv("DIGESTMAIL_SEND_CONCURRENCY", "3")
+    monkeypatch.setenv("DIGESTMAIL_BATCH_SIZE", "250")
+    reset_settings_cache()
+    slug = _add()
+    cid = campaigns.create_campaign(db, Settings(), slug)
+    code, out = _invoke("campaign", "status", str(cid))
+    said = " ".join(out.split())
+    assert code == 0 and "If a sender dies, up to 750 recipients in flight" in said
+    assert "(3 batches of up to 250)" in said and "may receive the issue twice" in said
+    assert json.loads(_invoke("campaign", "status", str(cid), "--json")[1])["max_in_flight"] == 750
+    # Once it is sent, nothing is in flight any more: the line is gone.
+    assert _invoke("campaign", "resume", str(cid))[0] == 0
+    assert "If a sender dies" not in _invoke("campaign", "status", str(cid))[1]
+
+
 def test_unknown_issue(db: Database) -> None:
     code, out = _invoke("send", "no-such-issue", "--yes")
     assert code == 1 and "no issue 'no-such-issue'" in out

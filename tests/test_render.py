@@ -431,7 +431,7 @@ def test_rendered_issue_is_frozen(render_settings: Settings) -> None:
 
 
 def test_names_are_cleaned_by_one_rule_for_the_list_and_the_greeting() -> None:
-    from digestmail.subscribers import clean_name
+    from digestmail.names import clean_name
 
     kw = {"email": "a@example.org", "unsubscribe_url": "u", "webview_url": "w"}
     for raw in ("Ann\r\n  Smith\x00", "Ali\u200cReza", "Jo\xadhn \u202eDoe", "x" * 300, "\u2028"):

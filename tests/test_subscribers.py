@@ -60,12 +60,6 @@ def test_normalize_keeps_only_what_the_transports_can_send() -> None:
     assert subs.normalize("o'brien@example.com").email == "o'brien@example.com"
 
 
-def test_clean_name() -> None:
-    assert subs.clean_name(" a\x00b \n c ") == "a b c"
-    assert subs.clean_name("   ") is None
-    assert len(subs.clean_name("x" * 500) or "") == subs.NAME_MAX
-
-
 def test_confirm_unsubscribe_suppress(database: Database, settings: Settings) -> None:
     req = _request(database, "A@Example.com")
     assert req.needs_confirmation

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import html
+import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digestmail.config import Settings
 from digestmail.placeholders import Template
 from digestmail.transports.base import MessageTemplate, Recipient, TransportError
-from digestmail.transports.sendgrid import SendGridTransport
+from digestmail.transports.sendgrid import SendGridTransport, _Body
 from tests.fakes.sendgrid import FakeSendGrid
 
 API_KEY = "SG.test-key-do-not-log"
@@ -187,3 +193,96 @@ def test_key_never_logged(fake: FakeSendGrid, caplog: pytest.LogCaptureFixture) 
     fake.fail_next(503)
     transport(fake).send_batch(TEMPLATE, recipients(2))
     assert API_KEY not in caplog.text
+
+
+_text = st.text(max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    email=st.emails(),
+    name=_text,
+    greeting=_text,
+    url=_text,
+    subscriber_id=st.none() | st.integers(min_value=1, max_value=2**62),
+    delivery_id=st.none() | st.integers(min_value=1, max_value=2**62),
+    bulk=st.booleans(),
+    is_test=st.booleans(),
+)
+def test_property_the_request_is_json_with_each_value_where_sendgrid_reads_it(
+    email: str,
+    name: str,
+    greeting: str,
+    url: str,
+    subscriber_id: int | None,
+    delivery_id: int | None,
+    bulk: bool,
+    is_test: bool,
+) -> None:
+    """The request body is written as JSON text, not built as dicts: whatever the values
+    (quotes, backslashes, control characters, any script), it parses back to them."""
+    template = replace(TEMPLATE, bulk=bulk, is_test=is_test)
+    values = {"name": name, "greeting_name": greeting, "unsubscribe_url": url}
+    recipient = Recipient(email, values, subscriber_id=subscriber_id, delivery_id=delivery_id)
+    text = _Body(template).request([recipient, recipient])
+    body = json.loads(text)
+    assert text.isascii()
+    (p, again) = body["personalizations"]
+    assert again == p
+    to = {"email": email}
+    if " ".join(name.split()):
+        to["name"] = " ".join(name.split())
+    assert p["to"] == [to]
+    assert p["substitutions"] == {
+        "%%greeting_name%%": greeting,
+        "%%greeting_name:html%%": html.escape(greeting, quote=True),
+        "%%name%%": name,
+        "%%unsubscribe_url%%": url,
+        "%%unsubscribe_url:html%%": html.escape(url, quote=True),
+    }
+    args = {"campaign_id": "12"}
+    if subscriber_id is not None:
+        args["subscriber_id"] = str(subscriber_id)
+    if delivery_id is not None:
+        args["delivery_id"] = str(delivery_id)
+    if is_test:
+        args["test"] = "1"
+    assert p["custom_args"] == args
+    if bulk:
+        unsubscribe = (
+            f"<{url}>, <mailto:unsubscribe@example.org>"
+            if url
+            else ("<mailto:unsubscribe@example.org>")
+        )
+        expected = {"List-Unsubscribe": unsubscribe}
+        if url:
+            expected["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        assert p["headers"] == expected
+    else:
+        assert "headers" not in p
+    assert body["subject"] == TEMPLATE.subject and body["headers"] == dict(TEMPLATE.headers)
+
+
+def test_a_429_holds_back_every_request_of_the_transport(fake: FakeSendGrid) -> None:
+    """Several batches sent at once through one transport: the one told to wait makes
+    the others wait too, instead of each finding out with a 429 of its own."""
+    tx = transport(fake)
+    fake.fail_next(429, retry_after=0.6)
+    first = threading.Thread(target=tx.send_batch, args=(TEMPLATE, recipients(5)))
+    first.start()
+    deadline = time.monotonic() + 5
+    while not fake.hits and time.monotonic() < deadline:
+        time.sleep(0.01)
+    told = time.monotonic()
+    time.sleep(0.05)  # the 429 is back and held
+    others = [
+        threading.Thread(target=tx.send_batch, args=(TEMPLATE, recipients(5, start=10 * i)))
+        for i in range(1, 4)
+    ]
+    for t in others:
+        t.start()
+    for t in [first, *others]:
+        t.join()
+    later = [h.arrived for h in fake.hits if h.status == 202]
+    assert len(later) == 4 and min(later) >= told + 0.5
+    assert fake.statuses.count(429) == 1

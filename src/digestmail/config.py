@@ -12,27 +12,28 @@ from __future__ import annotations
 import base64
 import binascii
 import email.policy
+import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 Transport = Literal["outbox", "smtp", "sendgrid"]
 
@@ -86,6 +87,9 @@ _SECRET_FIELDS = frozenset(
     {"secret_key", "smtp_url", "sendgrid_api_key", "sendgrid_webhook_key", "inbound_token"}
     | {"database_url", "rate_limit_storage", "bounce_imap_url"}
 )
+
+# "dialect[+driver]://": what a database URL says about which database it is.
+_DATABASE_SCHEME = re.compile(r"^(?P<dialect>\w+)(?:\+(?P<driver>\w+))?://")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -177,6 +181,8 @@ def _checked_address(value: str, *, display_name: bool) -> str:
         spec = str(addresses[0].addr_spec)
     else:
         spec = value
+    from email_validator import EmailNotValidError, validate_email  # 50 ms: only when set
+
     try:
         validate_email(spec, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
@@ -191,14 +197,67 @@ def _web_address(value: str) -> str:
     return value.rstrip("/")
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="DIGESTMAIL_",
-        env_file=None,
+_PREFIX = "DIGESTMAIL_"
+# Annotations whose environment value is JSON (as pydantic-settings reads them).
+_JSON_KINDS = (list, tuple, set, frozenset, dict)
+
+
+class NoDecode:
+    """A field's marker (``Annotated[tuple[str, ...], NoDecode]``): its environment value
+    goes to the field's validators as the text it is, not read as JSON (pydantic-settings'
+    marker of the same name, which this module no longer imports)."""
+
+
+def _is_json(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        return any(_is_json(arg) for arg in get_args(annotation) if arg is not type(None))
+    kind = origin or annotation
+    return isinstance(kind, type) and (issubclass(kind, _JSON_KINDS) or issubclass(kind, BaseModel))
+
+
+def _environment(model: type[BaseModel]) -> dict[str, Any]:
+    """The values the environment gives ``model``'s fields, by field name.
+
+    What pydantic-settings' ``BaseSettings`` did for this class, which this replaces:
+    importing pydantic-settings costs 0.1 s (asyncio, dotenv, cloud secret providers),
+    a third of what ``digestmail issue check`` may take in all. A field is read from
+    ``DIGESTMAIL_<NAME>`` or, when it has a ``validation_alias``, from the names that
+    alias lists; names match whatever their case; a list, dict or model value is JSON.
+    """
+    environ = {name.upper(): value for name, value in os.environ.items()}
+    found: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names = [str(choice) for choice in alias.choices]
+        elif isinstance(alias, str):
+            names = [alias]
+        else:
+            names = [_PREFIX + name]
+        for variable_name in names:
+            value = environ.get(variable_name.upper())
+            if value is not None:
+                decode = _is_json(info.annotation) and NoDecode not in info.metadata
+                found[name] = json.loads(value) if decode else value
+                break
+    return found
+
+
+class Settings(BaseModel):
+    """Every setting, read from the environment when constructed; keyword arguments win
+    over the environment (tests, and ``model_copy`` for variations)."""
+
+    model_config = ConfigDict(
+        # Keyword arguments name fields; the environment is read by ``_environment``.
+        populate_by_name=True,
         extra="ignore",
         frozen=True,
         # A refused value may be a secret (a URI with a password): never echo it.
         hide_input_in_errors=True,
+        # The defaults below are known good; checking them would load the address and
+        # rate-limit libraries into every command, set or not.
+        validate_default=False,
     )
 
     database_url: str = "sqlite:///subscribers.db"
@@ -238,6 +297,8 @@ class Settings(BaseSettings):
 
     batch_size: int = Field(default=1000, ge=1, le=1000)
     send_rate: float = Field(default=0.0, ge=0)
+    # Batches (SendGrid requests) in flight at once; a crash may resend this many batches.
+    send_concurrency: int = Field(default=4, ge=1, le=32)
     smtp_connections: int = Field(default=4, ge=1, le=64)
     subscribe_limit: str = "5/minute"
     # Failed staff sign-ins allowed per client address and per account before the
@@ -258,29 +319,32 @@ class Settings(BaseSettings):
     staff_emails: Annotated[tuple[str, ...], NoDecode] = ()
     scheduler_sync: float = Field(default=2.0, gt=0, le=60)
 
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_environment(type(self)), **values})
+
     @field_validator("database_url")
     @classmethod
     def _check_database(cls, value: str) -> str:
-        if not value.strip():
+        # Read from the URL's scheme, not with SQLAlchemy's parser: every command reads
+        # the settings, and most (``issue check``, ``--help``) never load SQLAlchemy.
+        value = value.strip()
+        if not value:
             raise ValueError("is empty")
-        try:
-            url = make_url(value.strip())
-        except ArgumentError:
+        scheme = _DATABASE_SCHEME.match(value)
+        if scheme is None:
             raise ValueError(
                 "is not a database URL; expected sqlite:///FILE or "
                 "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
-            ) from None
-        dialect, _, driver = url.drivername.partition("+")
+            )
+        dialect, driver = scheme.group("dialect"), scheme.group("driver") or ""
         if dialect in ("postgresql", "postgres") and driver in ("", "psycopg"):
             # psycopg (version 3) is the driver installed; plain postgresql:// means it.
-            if url.drivername != "postgresql+psycopg":
-                url = url.set(drivername="postgresql+psycopg")
-                return url.render_as_string(hide_password=False)
-            return value.strip()
+            return "postgresql+psycopg://" + value[scheme.end() :]
         if dialect == "sqlite" and driver in ("", "pysqlite"):
-            return value.strip()
+            return value
+        name = f"{dialect}+{driver}" if driver else dialect
         raise ValueError(
-            f"names {url.drivername!r}; the databases supported are SQLite (sqlite:///FILE) "
+            f"names {name!r}; the databases supported are SQLite (sqlite:///FILE) "
             "and PostgreSQL (postgresql+psycopg://USER:PASSWORD@HOST/DATABASE)"
         )
 
@@ -481,10 +545,12 @@ def rate_limit_storage_problem(uri: str) -> str | None:
     client library is installed, without connecting. The message names the scheme only,
     never the URI, which may carry a password.
     """
+    scheme, sep, _rest = uri.partition("://")
+    if uri == "memory://":
+        return None  # the default, always available
     from limits.errors import ConfigurationError
     from limits.storage import storage_from_string
 
-    scheme, sep, _rest = uri.partition("://")
     examples = "memory://, redis://HOST:6379/0, rediss://…, memcached://HOST:11211, mongodb://…"
     if not sep or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
         return f"expected a storage URI such as {examples}"

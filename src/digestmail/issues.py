@@ -12,7 +12,6 @@ from pathlib import Path
 from sqlalchemy import select
 
 from digestmail.config import Settings
-from digestmail.content.source import IssueSourceError, Problem, checked_issue, decode_source
 from digestmail.db import Database
 from digestmail.media import MediaStore
 from digestmail.models import Issue, IssueStatus
@@ -42,6 +41,9 @@ def add_issue(db: Database, settings: Settings, path: str | Path, *, ready: bool
     and ``IssueStoreError`` when that issue was already sent: what subscribers received
     must stay on record.
     """
+    # The parser is loaded for adding, not with this module (a send reads issues only).
+    from digestmail.content.source import IssueSourceError, Problem, decode_source
+
     name = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -55,6 +57,8 @@ def store_issue(
 ) -> Issue:
     """``add_issue`` for a source given as text (an upload, a pasted import); ``name``
     is what problems are reported against."""
+    from digestmail.content.source import checked_issue
+
     content = checked_issue(source, path=name, media=MediaStore.of(settings))
     rendered = render_issue(content, settings)
     status = IssueStatus.READY if ready else IssueStatus.DRAFT

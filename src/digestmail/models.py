@@ -34,6 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, QueryableAttribute, mapped_column, relationship
 
+from digestmail.content import model as issue_limits
+
 # The largest id an ``Integer`` primary key holds on PostgreSQL (SQLite's is larger):
 # ids that arrive from outside (signed links) are checked against it before a lookup.
 MAX_ID = 2**31 - 1
@@ -206,14 +208,14 @@ class Issue(Base):
     __tablename__ = "issues"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    slug: Mapped[str] = mapped_column(String(120), unique=True)
-    publication: Mapped[str] = mapped_column(String(200))
-    volume: Mapped[str] = mapped_column(String(32))
-    title: Mapped[str] = mapped_column(String(300))
+    slug: Mapped[str] = mapped_column(String(issue_limits.SLUG_MAX), unique=True)
+    publication: Mapped[str] = mapped_column(String(issue_limits.PUBLICATION_MAX))
+    volume: Mapped[str] = mapped_column(String(issue_limits.VOLUME_MAX))
+    title: Mapped[str] = mapped_column(String(issue_limits.TITLE_MAX))
     issue_date: Mapped[date | None] = mapped_column(Date)
     source: Mapped[str] = mapped_column(Text)
-    subject: Mapped[str] = mapped_column(String(300))
-    preheader: Mapped[str] = mapped_column(String(300), default="")
+    subject: Mapped[str] = mapped_column(String(issue_limits.SUBJECT_MAX))
+    preheader: Mapped[str] = mapped_column(String(issue_limits.PREHEADER_MAX), default="")
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     status: Mapped[IssueStatus] = mapped_column(_enum(IssueStatus), default=IssueStatus.DRAFT)

@@ -65,6 +65,23 @@ class Template:
         return "".join(out)
 
 
+def fill(text: str, values: Mapping[str, str]) -> str:
+    """Substitute the fields in ``values`` only, leaving every other token in place.
+
+    For values the same for every recipient of a message (the web view link): filled
+    once per message, they cost nothing per recipient. A filled value becomes part of the
+    text, so it must not hold a token itself (a link never does).
+    """
+
+    def one(m: re.Match[str]) -> str:
+        value = values.get(m.group(1))
+        if value is None:
+            return m.group(0)
+        return html.escape(value, quote=True) if m.group(2) else value
+
+    return _TOKEN_RE.sub(one, text)
+
+
 def substitute(text: str, values: Mapping[str, str]) -> str:
     """One-off substitution; for many recipients parse a ``Template`` once instead."""
     return Template.parse(text).substitute(values)

@@ -7,6 +7,10 @@ milliseconds and a substitution microseconds.
 
 The plain-text part is written from the ``Issue`` itself rather than scraped from the
 HTML, so it reads like a letter (links as URLs, wrapped lines, no layout debris).
+
+Jinja2, MJML and premailer are imported when an issue is rendered, not with this
+module: ``issue check`` and the sender use its subject, preheader and per-recipient
+values without them.
 """
 
 from __future__ import annotations
@@ -18,19 +22,21 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
 from markupsafe import Markup
 
 from digestmail.config import Settings
 from digestmail.content.model import LANGUAGE_TAG, Issue
-from digestmail.emailhtml import MJMLError, mjml_to_email_html
 from digestmail.media import MediaError, picture_url
+from digestmail.names import clean_name
 from digestmail.paths import templates_root
 from digestmail.placeholders import token
-from digestmail.subscribers import clean_name
+
+if TYPE_CHECKING:
+    import jinja2
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +81,15 @@ class RenderedIssue:
 
 # --- inline Markdown ---------------------------------------------------------------
 
-# Raw HTML is never allowed: the source is escaped, and only Markdown's own
-# emphasis, code and links survive. Unsafe link schemes are dropped by markdown-it.
-_md = MarkdownIt("commonmark", {"html": False, "xhtmlOut": True, "linkify": False})
+
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    # Raw HTML is never allowed: the source is escaped, and only Markdown's own
+    # emphasis, code and links survive. Unsafe link schemes are dropped by markdown-it.
+    # Made when first needed: a sender only fills in values and never parses Markdown.
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "xhtmlOut": True, "linkify": False})
 
 
 def _is_dead_href(href: str) -> bool:
@@ -87,7 +99,7 @@ def _is_dead_href(href: str) -> bool:
 
 def _inline_tokens(source: str) -> list[Token]:
     """The inline token stream of ``source``, with links that lead nowhere unwrapped."""
-    tokens = _md.parseInline(source.strip())
+    tokens = _markdown().parseInline(source.strip())
     if not tokens:
         return []
     children = tokens[0].children or []
@@ -113,7 +125,8 @@ def inline_html(source: str) -> Markup:
     tokens = _inline_tokens(source)
     if not tokens:
         return Markup("")
-    html = _md.renderer.render(tokens, _md.options, {})
+    md = _markdown()
+    html = md.renderer.render(tokens, md.options, {})
     return Markup(html)  # markdown-it escaped the source; raw HTML is off
 
 
@@ -246,6 +259,8 @@ def unsubscribe_mailto(settings: Settings) -> str:
 
 @lru_cache(maxsize=4)
 def _environment(root: Path) -> jinja2.Environment:
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(root / "email"),
         autoescape=True,
@@ -328,6 +343,8 @@ def render_mjml(issue: Issue, settings: Settings) -> str:
 
 
 def _render_template(issue: Issue, settings: Settings, subject: str, preheader: str) -> str:
+    import jinja2
+
     root = templates_root(settings.templates_dir)
     context = _template_context(issue, settings, subject, preheader)
     try:
@@ -413,6 +430,8 @@ def _footer_text(settings: Settings) -> str:
 
 def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
     """Subject, preheader, MJML, inlined HTML and text of one issue, placeholders kept."""
+    from digestmail.emailhtml import MJMLError, mjml_to_email_html
+
     subject = default_subject(issue)
     preheader = default_preheader(issue)
     mjml = _render_template(issue, settings, subject, preheader)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -22,10 +21,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, TypeVar, cast
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import String, Table, delete, func, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from digestmail.config import Settings
@@ -45,6 +41,7 @@ from digestmail.models import (
     fit,
     utcnow,
 )
+from digestmail.names import clean_name
 
 # Statuses that mean "do not mail": a new subscription request never overrides them
 # by itself, only a confirmation does.
@@ -59,11 +56,6 @@ _SUPPRESSION_RANK = {
     SubscriberStatus.COMPLAINED: 3,
 }
 
-NAME_MAX = 200
-# Unicode categories in names: separators that read as a break, and invisible formats.
-_SPACED = frozenset({"Cc", "Zl", "Zp"})
-_DROPPED = frozenset({"Cf", "Cs"})
-_JOINERS = frozenset({"\u200c", "\u200d"})
 _T = TypeVar("_T")
 # Bulk statements stay well below SQLite's and psycopg's parameter limits.
 _CHUNK = 1000
@@ -124,6 +116,10 @@ def normalize(raw: str) -> Address:
     text = raw.strip()
     if not text:
         raise InvalidAddress(raw, "it is empty")
+    # Imported here, like the dialects below: the sender uses this module's keys and
+    # values, and loading a validator and both dialects would slow every send's start.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email(text, check_deliverability=False, allow_smtputf8=False, strict=True)
     except EmailNotValidError as exc:
@@ -138,31 +134,13 @@ def normalize(raw: str) -> Address:
 
 def _valid_with_smtputf8(text: str) -> bool:
     """Whether SMTPUTF8 is all an address lacks (else its real error is the one to show)."""
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         validate_email(text, check_deliverability=False, allow_smtputf8=True, strict=True)
     except EmailNotValidError:
         return False
     return True
-
-
-def clean_name(raw: str | None) -> str | None:
-    """A name as it is stored and greeted: single-spaced, no invisible characters, fits.
-
-    Control characters and line separators become spaces; other invisible format
-    characters (bidi overrides, soft hyphens) are dropped, except the zero-width
-    joiners that some scripts (Persian, Indic) and emoji need. None when nothing is left.
-    The one rule for names: the list stores what it greets.
-    """
-    if not raw:
-        return None
-    name = unicodedata.normalize("NFC", raw)
-    if not name.isprintable():
-        name = "".join(
-            " " if cat in _SPACED else "" if cat in _DROPPED and ch not in _JOINERS else ch
-            for ch, cat in ((ch, unicodedata.category(ch)) for ch in name)
-        )
-    name = " ".join(name.split())[:NAME_MAX]
-    return name or None
 
 
 # The erasure key's own derivation label: never changes, so neither do the hashes
@@ -221,6 +199,9 @@ def _insert_ignoring_duplicates(
     inserted: list[tuple[int, str]] = []
     if not rows:
         return inserted
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = cast(Table, Subscriber.__table__)

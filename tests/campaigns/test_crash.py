@@ -1,10 +1,12 @@
 """The fault test: a real sender process is SIGKILLed twice in mid-send and resumed.
 
-Each resume takes over at once: the dead sender was a process on this host, so nobody
-waits for its lease to run out. Afterwards every active subscriber has the issue, and
-anyone who got it twice was in the batch in flight (rows ``claimed``) at one of the kills.
-Runs on SQLite and on PostgreSQL, through the outbox transport (each message a file, so
-duplicates show).
+The sender has several batches in flight (``DIGESTMAIL_SEND_CONCURRENCY`` above 1), and
+each kill comes while more than one is. Each resume takes over at once: the dead sender
+was a process on this host, so nobody waits for its lease to run out. Afterwards every
+active subscriber has the issue, and anyone who got it twice was in a batch in flight
+(rows ``claimed``) at one of the kills: at most concurrency × batch size recipients each
+time. Runs on SQLite and on PostgreSQL, through the outbox transport (each message a
+file, so duplicates show).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ D = cast(Table, Delivery.__table__)
 C = cast(Table, Campaign.__table__)
 N = 3000
 BATCH = 50
+CONCURRENCY = 3
 DIGESTMAIL = str(Path(sys.executable).parent / "digestmail")
 
 # Real processes racing the clock: run alone, after the rest (see the Makefile).
@@ -49,31 +52,38 @@ def _start(*args: str) -> subprocess.Popen[bytes]:
 def _kill_when(
     proc: subprocess.Popen[bytes], db: Database, cid: int | None, accepted_at_least: int
 ) -> None:
-    """SIGKILL the sender once the ledger shows this much progress."""
+    """SIGKILL the sender once the ledger shows this much progress and more than one
+    batch in flight."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert proc.poll() is None, (
             f"sender ended early: {proc.stderr.read() if proc.stderr else ''}"
         )
         with db.engine.connect() as conn:
-            query = select(D.c.id).where(D.c.state == "accepted")
+            query = select(D.c.state, D.c.batch).where(D.c.state.in_(["accepted", "claimed"]))
             if cid is not None:
                 query = query.where(D.c.campaign_id == cid)
-            done = len(conn.execute(query).all())
-        if done >= accepted_at_least:
+            rows = conn.execute(query).all()
+        done = sum(1 for r in rows if r.state == "accepted")
+        flying = {r.batch for r in rows if r.state == "claimed"}
+        if done >= accepted_at_least and len(flying) > 1:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             return
-        time.sleep(0.02)
+        time.sleep(0.005)
     proc.kill()
     raise AssertionError("the sender made no progress")
 
 
-def _in_flight(db: Database, cid: int) -> set[str]:
+def _in_flight(db: Database, cid: int) -> dict[int, set[str]]:
+    """The rows left claimed, by batch."""
+    out: dict[int, set[str]] = {}
     with db.engine.connect() as conn:
-        return set(
-            conn.scalars(select(D.c.email).where(D.c.campaign_id == cid, D.c.state == "claimed"))
-        )
+        for batch, email in conn.execute(
+            select(D.c.batch, D.c.email).where(D.c.campaign_id == cid, D.c.state == "claimed")
+        ):
+            out.setdefault(batch, set()).add(email)
+    return out
 
 
 def _lengthen_lease(db: Database, cid: int) -> None:
@@ -89,6 +99,7 @@ def test_killed_sender_resumes_without_losing_anyone(
 ) -> None:
     monkeypatch.setenv("DIGESTMAIL_SENDER_LEASE", "2")
     monkeypatch.setenv("DIGESTMAIL_BATCH_SIZE", str(BATCH))
+    monkeypatch.setenv("DIGESTMAIL_SEND_CONCURRENCY", str(CONCURRENCY))
     settings = Settings()
     db = Database(db_url)
     add_subscribers(db, N)
@@ -139,10 +150,18 @@ def test_killed_sender_resumes_without_losing_anyone(
     everyone = {f"user{i}@example.com" for i in range(N)}
     assert set(received) == everyone - set(leavers)  # nobody active is missing
     twice = {email for email, n in received.items() if n > 1}
-    in_flight = set().union(*flights)
-    assert all(0 < len(f) <= BATCH for f in flights)
-    print(f"in flight at the kills: {[len(f) for f in flights]}; received twice: {len(twice)}")
-    assert twice <= in_flight, "a duplicate outside the batch in flight at a kill"
+    in_flight = {email for flight in flights for batch in flight.values() for email in batch}
+    # Each kill left several batches claimed, never more than the sender may have in
+    # flight: at most CONCURRENCY batches of at most BATCH recipients.
+    for flight in flights:
+        assert 1 < len(flight) <= CONCURRENCY
+        assert all(0 < len(batch) <= BATCH for batch in flight.values())
+        assert sum(map(len, flight.values())) <= CONCURRENCY * BATCH
+    print(
+        f"in flight at the kills: {[sorted(map(len, f.values())) for f in flights]}; "
+        f"received twice: {len(twice)}"
+    )
+    assert twice <= in_flight, "a duplicate outside the batches in flight at a kill"
     assert max(received.values()) <= 2
     # `campaign status` reports the recipients who were in flight and sent again.
     assert info.resent == len(in_flight)

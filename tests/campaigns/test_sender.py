@@ -101,14 +101,18 @@ def test_every_stop_reason_has_a_halt_and_only_unknown_fates_keep_the_batch_clai
     }
     # Nothing a sender stops is left sending (the scheduler would pick it up again).
     assert all(h.status is not CampaignStatus.SENDING for h in HALTS.values())
+    # The other batches in flight are waited for and recorded, except when the operator
+    # interrupts: then they stay claimed, like the one that was interrupted.
+    assert {r for r, h in HALTS.items() if not h.drain} == {StopReason.INTERRUPTED}
 
 
 def test_stop_facts_carry_what_each_reason_needs_to_be_explained() -> None:
     now = datetime(2025, 1, 17, 9, 0, tzinfo=UTC)
     batch = Batch(4, [Recipient("a@example.org"), Recipient("b@example.org")])
+    other = Batch(2, [Recipient("c@example.org")])
     wait = TransportError("429", permanent=False, retry_after=3600)
     facts = stop_facts(
-        StopReason.WAIT_TOO_LONG, wait, transport="sendgrid", batch=batch, tries=7, now=now
+        StopReason.WAIT_TOO_LONG, wait, transport="sendgrid", in_doubt=[], tries=7, now=now
     )
     assert facts == {
         "transport": "sendgrid",
@@ -117,13 +121,22 @@ def test_stop_facts_carry_what_each_reason_needs_to_be_explained() -> None:
     }
     timeout = TransportError("timeout", permanent=False, uncertain=True)
     assert stop_facts(
-        StopReason.UNCERTAIN, timeout, transport="sendgrid", batch=batch, tries=7, now=now
-    ) == {"transport": "sendgrid", "batch": 4, "recipients": 2}
+        StopReason.UNCERTAIN, timeout, transport="sendgrid", in_doubt=[batch], tries=7, now=now
+    ) == {"transport": "sendgrid", "batches": [4], "recipients": 2}
+    # Several batches in flight may time out together: all of them are named.
     assert stop_facts(
-        StopReason.KEPT_FAILING, None, transport="smtp", batch=batch, tries=3, now=now
+        StopReason.UNCERTAIN,
+        timeout,
+        transport="sendgrid",
+        in_doubt=[batch, other],
+        tries=7,
+        now=now,
+    ) == {"transport": "sendgrid", "batches": [2, 4], "recipients": 3}
+    assert stop_facts(
+        StopReason.KEPT_FAILING, None, transport="smtp", in_doubt=[], tries=3, now=now
     ) == {"transport": "smtp", "tries": 3}
     assert stop_facts(
-        StopReason.UNEXPECTED, KeyError("x"), transport="smtp", batch=None, tries=3, now=now
+        StopReason.UNEXPECTED, KeyError("x"), transport="smtp", in_doubt=[], tries=3, now=now
     ) == {"exception": "KeyError"}
 
 
@@ -503,6 +516,7 @@ def test_sendgrid_timeout_is_not_reposted_and_pauses_with_the_batch_in_flight(
             sendgrid_api_host=fake.url,
             sendgrid_timeout=0.3,
             batch_size=10,
+            send_concurrency=1,
         )
         slug = store_issue(db, settings)
         cid = campaigns.create_campaign(db, settings, slug)
@@ -518,7 +532,7 @@ def test_sendgrid_timeout_is_not_reposted_and_pauses_with_the_batch_in_flight(
         assert info.counts["claimed"] == 10 and info.counts["pending"] == 15
         assert info.in_flight_unknown == 10
         assert info.error_reason is StopReason.UNCERTAIN
-        assert info.error_data == {"transport": "sendgrid", "batch": 1, "recipients": 10}
+        assert info.error_data == {"transport": "sendgrid", "batches": [1], "recipients": 10}
         _no_command_named(info)
         said = stop_explained(info) or ""
         assert "10 recipients (batch 1) may or may not have received" in said
@@ -656,7 +670,7 @@ def test_a_campaign_left_sending_by_a_subject_too_long_is_failed_with_its_rows_p
     # The finding replayed: what the sender before this fix left behind is a campaign
     # sending, a batch claimed, nobody holding it.
     database = Database(sqlite_url)
-    small = Settings(batch_size=10, sender_lease=5)
+    small = Settings(batch_size=10, sender_lease=5, send_concurrency=1)
     add_subscribers(database, 25)
     slug = store_issue(database, small)
     cid = campaigns.create_campaign(database, small, slug)
@@ -754,3 +768,155 @@ def test_a_sender_asked_to_stop_hands_the_campaign_on_after_its_batch(
     info = run_campaign(database, small, cid)  # the next sender, without a resume
     assert info.status is CampaignStatus.SENT and info.resent == 0
     assert outbox_counts(small.outbox_dir) == {f"user{i}@example.com": 1 for i in range(40)}
+
+
+# --- several batches in flight ---------------------------------------------------------
+
+
+def _sendgrid_settings(fake: FakeSendGrid, **extra: Any) -> Settings:
+    return Settings(
+        transport="sendgrid",
+        sendgrid_api_key="SG.right",
+        sendgrid_api_host=fake.url,
+        batch_size=10,
+        send_concurrency=4,
+        **extra,
+    )
+
+
+def test_batches_go_out_several_at_a_time_and_each_is_recorded(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    add_subscribers(db, 200)
+    with FakeSendGrid(api_key="SG.right", latency=0.1) as fake:
+        settings = _sendgrid_settings(fake)
+        slug = store_issue(db, settings)
+        start = time.monotonic()
+        info = run_campaign(db, settings, campaigns.create_campaign(db, settings, slug))
+        elapsed = time.monotonic() - start
+        hits = sorted(fake.hits, key=lambda h: h.arrived)
+        sent = [p["to"][0]["email"] for p in fake.personalizations()]
+    assert info.status == "sent" and info.counts["accepted"] == 200 and info.resent == 0
+    assert sorted(sent) == sorted(f"user{i}@example.com" for i in range(200))
+    # Requests overlapped: some arrived while another was still waiting for its answer,
+    # and never more than four at once.
+    overlaps = [
+        sum(1 for other in hits if other.arrived <= hit.arrived < other.answered) for hit in hits
+    ]
+    assert max(overlaps) > 1 and max(overlaps) <= 4
+    assert elapsed < 20 * 0.1  # twenty requests of 0.1 s each, one after the other
+    with db.engine.connect() as conn:
+        ids = dict(conn.execute(select(D.c.email, D.c.provider_message_id)).all())
+    assert set(ids.values()) == set(fake.message_ids)  # each batch recorded with its answer
+    db.dispose()
+
+
+def test_a_429_to_one_request_in_flight_holds_back_all_of_them(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    add_subscribers(db, 300)
+    with FakeSendGrid(api_key="SG.right", latency=0.02) as fake:
+        settings = _sendgrid_settings(fake)
+        slug = store_issue(db, settings)
+        cid = campaigns.create_campaign(db, settings, slug)
+        fake.fail_next(429, retry_after=1)  # the first request to arrive is told to wait 1 s
+        info = run_campaign(db, settings, cid)
+        hits = sorted(fake.hits, key=lambda h: h.arrived)
+    assert info.status == "sent" and info.counts["accepted"] == 300 and info.resent == 0
+    told = next(h for h in hits if h.status == 429)
+    during = [h for h in hits if told.answered < h.arrived < told.answered + 0.9]
+    after = [h for h in hits if h.arrived >= told.answered + 0.9]
+    # Only requests already on their way when the 429 came back may arrive during the
+    # wait (at most one per other worker); every other waits it out, though four
+    # workers at 20 ms a request would have sent some 150 meanwhile.
+    assert len(during) <= 3, [round(h.arrived - told.answered, 3) for h in during]
+    assert len(after) >= 20
+    db.dispose()
+
+
+def test_a_timeout_with_other_batches_in_flight_records_their_answers_and_pauses(
+    sqlite_url: str,
+) -> None:
+    db = Database(sqlite_url)
+    add_subscribers(db, 100)
+    with FakeSendGrid(api_key="SG.right") as fake:
+        settings = _sendgrid_settings(fake, sendgrid_timeout=0.5)
+        slug = store_issue(db, settings)
+        cid = campaigns.create_campaign(db, settings, slug)
+        fake.stall_next(1.2)  # SendGrid takes the first batch but answers too late
+
+        with pytest.raises(TransportError) as raised:
+            run_campaign(db, settings, cid, sleep=lambda _: None)
+
+        assert raised.value.uncertain
+        info = campaigns.campaign_info(db, cid)
+        taken = fake.recipients
+        time.sleep(1)  # let the stalled answer go
+    assert info.status == "paused" and info.error_reason is StopReason.UNCERTAIN
+    # Only the batch without an answer is left in doubt; every answered one is recorded.
+    assert info.counts["claimed"] == 10 and info.in_flight_unknown == 10
+    assert info.counts["accepted"] == taken - 10 and info.counts["accepted"] > 0
+    assert info.counts["accepted"] + info.counts["pending"] == 90
+    assert info.error_data["batches"] == [1] and info.error_data["recipients"] == 10
+    db.dispose()
+
+
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+def test_pause_and_cancel_with_several_batches_in_flight(
+    database: Database, parallel: Settings, action: str
+) -> None:
+    add_subscribers(database, 100)
+    slug = store_issue(database, parallel)
+    cid = campaigns.create_campaign(database, parallel, slug)
+
+    def stop_during_second(n: int, _: Sequence[Recipient]) -> None:
+        if n == 2:
+            getattr(campaigns, f"{action}_campaign")(database, cid)
+
+    info = run_campaign(
+        database, parallel, cid, transport=HookedOutbox(parallel, stop_during_second)
+    )
+
+    # The batches in flight when staff pressed the button are answered and recorded;
+    # nothing is claimed after, and nothing is left claimed.
+    assert info.status == ("paused" if action == "pause" else "cancelled")
+    assert info.counts["claimed"] == 0 and info.lease_owner is None
+    assert 20 <= info.counts["accepted"] <= 10 * (2 + parallel.send_concurrency - 1)
+    assert info.counts["accepted"] + info.counts["pending"] == 100
+    assert set(outbox_counts(parallel.outbox_dir).values()) == {1}
+    if action == "pause":
+        info = run_campaign(database, parallel, cid, resume=True)
+        assert info.status == "sent" and info.counts["accepted"] == 100 and info.resent == 0
+
+
+def test_a_temporary_failure_holds_back_every_batch_until_the_wait_is_over(
+    database: Database, parallel: Settings
+) -> None:
+    add_subscribers(database, 100)
+    slug = store_issue(database, parallel)
+    cid = campaigns.create_campaign(database, parallel, slug)
+    slept: list[float] = []
+    started_at: list[float] = []  # for each batch handed over: how long had been slept
+
+    class Busy(FailingOutbox):
+        def send_batch(
+            self, template: MessageTemplate, recipients: Sequence[Recipient]
+        ) -> BatchResult:
+            started_at.append(sum(slept))
+            return super().send_batch(template, recipients)
+
+    busy = TransportError("SendGrid answered 429", permanent=False, retry_after=5)
+    info = run_campaign(
+        database,
+        parallel,
+        cid,
+        transport=Busy(parallel, [busy], at=3),
+        sleep=slept.append,
+    )
+
+    assert info.status == "sent" and info.counts["accepted"] == 100 and info.resent == 0
+    assert sum(slept) == 5 and max(slept) <= campaigns.WAIT_STEP
+    # Batches already handed over when the failure came back went on; every batch after
+    # it (the failed one again included) waited the whole 5 s.
+    assert len(started_at) == 11 and set(started_at) == {0, 5}  # ten batches, one retry
+    before = [s for s in started_at if s == 0]
+    assert len(before) <= 3 + parallel.send_concurrency - 1
+    assert set(outbox_counts(parallel.outbox_dir).values()) == {1}

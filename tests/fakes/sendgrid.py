@@ -19,6 +19,9 @@ Use it as a context manager::
         settings = Settings(sendgrid_api_host=fake.url, sendgrid_api_key="SG.test", ...)
         fake.fail_next(429, times=2, retry_after=1)
         fake.stall_next(2.0)  # accept the next request but answer only 2 s later
+
+``latency`` answers every request that long after it arrived, as a remote API does
+(benchmarks); ``first`` keeps the first accepted body even when ``record`` is off.
 """
 
 from __future__ import annotations
@@ -62,6 +65,15 @@ class _Invalid(Exception):
     def __init__(self, message: str, field: str | None) -> None:
         super().__init__(message)
         self.field = field
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One request as the server saw it (monotonic clock)."""
+
+    arrived: float
+    answered: float
+    status: int
 
 
 @dataclass(frozen=True)
@@ -229,14 +241,19 @@ def validate(body: Any) -> int:
 class FakeSendGrid:
     """``POST /v3/mail/send`` on 127.0.0.1; ``url`` is what ``sendgrid_api_host`` takes."""
 
-    def __init__(self, api_key: str = "SG.fake-key", *, record: bool = True) -> None:
+    def __init__(
+        self, api_key: str = "SG.fake-key", *, record: bool = True, latency: float = 0.0
+    ) -> None:
         self.api_key = api_key
         self.record = record
+        self.latency = latency
         self.requests: list[dict[str, Any]] = []  # accepted bodies (when ``record``)
+        self.first: dict[str, Any] | None = None  # the first accepted body, always
         self.message_ids: list[str] = []
         self.recipients = 0  # recipients of accepted requests
         self.calls = 0  # every request, accepted or not
         self.statuses: list[int] = []
+        self.hits: list[Hit] = []  # every request: when it came, when it was answered, how
         self.lock = threading.Lock()
         self.suppressions: dict[str, list[dict[str, Any]]] = {}
         self.list_queries: list[tuple[str, dict[str, str]]] = []
@@ -309,6 +326,8 @@ class FakeSendGrid:
             self.message_ids.append(message_id)
             if self.record:
                 self.requests.append(body)
+            if self.first is None:
+                self.first = body
             stall = self._stalls.popleft() if self._stalls else 0.0
         if stall:
             time.sleep(stall)
@@ -351,9 +370,13 @@ class FakeSendGrid:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
+                arrived = time.monotonic()
                 status, headers, payload = fake._handle(self)
+                if fake.latency:
+                    time.sleep(max(0.0, arrived + fake.latency - time.monotonic()))
                 with fake.lock:
                     fake.statuses.append(status)
+                    fake.hits.append(Hit(arrived, time.monotonic(), status))
                 try:
                     self.send_response(status)
                     for name, value in headers.items():

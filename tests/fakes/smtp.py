@@ -18,6 +18,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -78,6 +79,11 @@ class _Handler:
                 server.transport.close()
                 return "250 not reached"
             sink.count += 1
+            if sink.first is None:
+                sink.first_at = time.monotonic()
+                sink.first = Received(
+                    envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content
+                )
             if sink.record:
                 sink.messages.append(
                     Received(envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content)
@@ -154,7 +160,9 @@ class SMTPSink:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.record = record
-        self.messages: list[Received] = []
+        self.messages: list[Received] = []  # every message (when ``record``)
+        self.first: Received | None = None  # the first message, always
+        self.first_at: float | None = None  # when it came (time.monotonic)
         self.count = 0
         self.temp_failures = 0
         self.peers: set[tuple[str, int]] = set()

@@ -15,7 +15,7 @@ from typing import cast
 import pytest
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from fastapi import FastAPI
-from sqlalchemy import Table, update
+from sqlalchemy import Table, func, select, update
 from typer.testing import CliRunner
 
 from digestmail import campaigns, scheduling
@@ -25,13 +25,14 @@ from digestmail.cli import app as cli_app
 from digestmail.cli.serve import attach_scheduler
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.models import Campaign, CampaignStatus, OccurrenceOutcome, utcnow
+from digestmail.models import Campaign, CampaignStatus, Delivery, OccurrenceOutcome, utcnow
 from digestmail.scheduling import runner
 from digestmail.transports.base import Recipient
 from digestmail.web import create_app
 from tests.campaign_helpers import HookedOutbox, add_subscribers, outbox_counts, store_volume
 
 C = cast(Table, Campaign.__table__)
+D = cast(Table, Delivery.__table__)
 
 
 @pytest.fixture
@@ -145,6 +146,16 @@ def test_campaigns_left_by_dead_senders_are_resumed_at_once_and_staff_told(
             .where(C.c.id == ids[1])
             .values(lease_owner=gone, lease_expires_at=utcnow() + timedelta(minutes=5))
         )
+        # Every batch the dead sender had in flight is left claimed: at most
+        # concurrency × batch size, and at least the batch it died with.
+        claimed = conn.execute(
+            select(D.c.campaign_id, func.count())
+            .where(D.c.campaign_id.in_(ids), D.c.state == "claimed")
+            .group_by(D.c.campaign_id)
+        ).all()
+    in_flight = dict(claimed)
+    for cid in ids:
+        assert quick.batch_size <= in_flight[cid] <= quick.send_concurrency * quick.batch_size
     scheduler = runner.Scheduler(quick)
     scheduler.start()
     try:
@@ -157,11 +168,12 @@ def test_campaigns_left_by_dead_senders_are_resumed_at_once_and_staff_told(
         scheduler.stop()
     for cid in ids:
         info = campaigns.campaign_info(database, cid)
-        assert info.counts["accepted"] == 30 and info.resent == 10
+        assert info.counts["accepted"] == 30 and info.resent == in_flight[cid]
     said = " ".join(r.getMessage() for r in caplog.records if r.name == "digestmail.notify")
     assert f"Campaign {ids[0]} ({slugs[0]}) was resumed automatically: its sender stopped" in said
     assert f"Campaign {ids[1]} ({slugs[1]}) was resumed automatically: its sender's process" in said
-    assert "10 recipients were in flight" in said
+    for cid in ids:
+        assert f"{in_flight[cid]} recipients were in flight" in said
 
 
 def test_a_run_apscheduler_gave_up_on_is_recorded_missed_and_reported(

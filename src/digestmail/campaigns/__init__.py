@@ -6,7 +6,7 @@ The package, by concern:
 - ``info``: reading a campaign and its ledger counts (``CampaignInfo``);
 - ``operations``: what staff do (create, pause, cancel; whether a resume can continue);
 - ``message``: the per-issue message template, each recipient's values, test sends;
-- ``pacing``: the send-rate cap;
+- ``pacing``: the send-rate cap, batch sizes, and how many recipients may be in flight;
 - ``lease``: at most one sender per campaign, and its heartbeat;
 - ``ledger``: one row per recipient and every move of it, on the caller's connection;
 - ``sender``: the send loop (``run_campaign``), and what each failure leads to.
@@ -18,6 +18,7 @@ the same functions, and turn the errors' facts into their own words.
 from __future__ import annotations
 
 from digestmail.campaigns.errors import (
+    UNFINISHED,
     CampaignError,
     CampaignExists,
     CampaignNotFound,
@@ -45,7 +46,7 @@ from digestmail.campaigns.operations import (
     pause_campaign,
     plan_send,
 )
-from digestmail.campaigns.pacing import TokenBucket
+from digestmail.campaigns.pacing import TokenBucket, in_flight_limit
 from digestmail.campaigns.sender import (
     DEFAULT_RECIPIENT_RETRY_DELAYS,
     DEFAULT_RETRY_DELAYS,
@@ -60,6 +61,7 @@ __all__ = [
     "DEFAULT_RETRY_DELAYS",
     "MAX_RETRY_AFTER",
     "TEMPORARY",
+    "UNFINISHED",
     "WAIT_STEP",
     "CampaignError",
     "CampaignExists",
@@ -80,6 +82,7 @@ __all__ = [
     "check_new_campaign",
     "check_resume",
     "create_campaign",
+    "in_flight_limit",
     "list_campaigns",
     "message_template",
     "pause_campaign",

@@ -5,12 +5,14 @@ then moved batch by batch: ``pending`` → ``claimed`` (before the transport see
 ``accepted`` or ``rejected`` (after it answered), or back to ``pending`` for another
 try. Claiming before sending is what makes a crash harmless: after a SIGKILL the only
 rows whose fate is unknown are the ones still ``claimed``, and the next sender sends
-exactly those again (at-least-once for the batch in flight, never a skip).
+exactly those again (at-least-once for the batches in flight, never a skip). With
+``DIGESTMAIL_SEND_CONCURRENCY`` batches in flight at once, that is at most concurrency
+× batch size rows, from as many batches: ``recover`` takes them all back.
 
 Every method works on the caller's connection and leaves the transaction to it, so
-the send loop records batch *k* and claims batch *k+1* in one transaction, under the
-lease it renews in the same one. Bulk Core statements only: the hot path costs a
-handful of statements per batch, whatever its size.
+the send loop records a batch that came back and claims the next one in one
+transaction, under the lease it renews in the same one. Bulk Core statements only: the
+hot path costs a handful of statements per batch, whatever its size.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    String,
     and_,
     bindparam,
     func,
@@ -31,6 +34,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    type_coerce,
     update,
 )
 
@@ -120,7 +124,8 @@ class Ledger:
         """Put rows a previous sender left ``claimed`` back to be sent again; how many.
 
         Only a lease holder claims rows, and the caller holds the lease now: anything
-        still claimed was in flight when the previous sender stopped.
+        still claimed was in flight when the previous sender stopped (up to
+        concurrency × batch size rows, from several batches).
         """
         return int(
             conn.execute(
@@ -152,8 +157,10 @@ class Ledger:
     # -- the hot path --
 
     def _pending(self, conn: Connection, which: ColumnElement[bool]) -> Sequence[Any]:
+        # The status as the plain string it is stored as: no enum conversion per row.
+        status = type_coerce(S.c.status, String).label("status")
         return conn.execute(
-            select(D.c.id, D.c.subscriber_id, D.c.email, D.c.temp_failures, S.c.name, S.c.status)
+            select(D.c.id, D.c.subscriber_id, D.c.email, D.c.temp_failures, S.c.name, status)
             .select_from(D.outerjoin(S, S.c.id == D.c.subscriber_id))
             .where(D.c.campaign_id == self.campaign_id, D.c.state == DeliveryState.PENDING, which)
             .order_by(D.c.id)
@@ -206,15 +213,20 @@ class Ledger:
         """
         now = utcnow()
         skipped = retried = 0
+        active = SubscriberStatus.ACTIVE.value
         while True:
-            rows = self._pending(conn, D.c.temp_failures == 0)
+            which = D.c.temp_failures == 0
+            rows = self._pending(conn, which)
             if not rows:
-                rows = self._pending(conn, and_(D.c.temp_failures > 0, self._retry_due(now)))
+                which = and_(D.c.temp_failures > 0, self._retry_due(now))
+                rows = self._pending(conn, which)
                 if not rows:
                     wait = self._next_retry(conn, now)
                     return Claim(retry_in=wait, skipped=skipped, retried=retried)
                 retried += len(rows)
-            gone = [r.id for r in rows if r.status != SubscriberStatus.ACTIVE]
+            # Rows are unpacked, never read by attribute: a Row's attribute lookup costs
+            # more than the rest of a recipient's claim.
+            gone = [did for did, _, _, _, _, status in rows if status != active]
             if gone:
                 conn.execute(
                     update(D)
@@ -222,14 +234,22 @@ class Ledger:
                     .values(state=DeliveryState.SKIPPED, error=SKIPPED_ERROR, updated_at=now)
                 )
                 skipped += len(gone)
-            live = [r for r in rows if r.status == SubscriberStatus.ACTIVE]
+            live = [row for row in rows if row[5] == active] if gone else rows
             if not live:
                 continue
             number = self.next_batch
             self.next_batch += 1
+            # The rows just read are the first pending ones in id order that ``which``
+            # selects, less those just skipped: so exactly the pending rows it selects up
+            # to the last id read. One range instead of a thousand bound ids.
             conn.execute(
                 update(D)
-                .where(D.c.id.in_([r.id for r in live]))
+                .where(
+                    D.c.campaign_id == self.campaign_id,
+                    D.c.state == DeliveryState.PENDING,
+                    which,
+                    D.c.id.between(live[0][0], live[-1][0]),
+                )
                 .values(
                     state=DeliveryState.CLAIMED,
                     batch=number,
@@ -238,15 +258,10 @@ class Ledger:
                 )
             )
             recipients = [
-                Recipient(
-                    r.email,
-                    personalise(r.subscriber_id, r.email, r.name),
-                    subscriber_id=r.subscriber_id,
-                    delivery_id=r.id,
-                )
-                for r in live
+                Recipient(email, personalise(sid, email, name), sid, did)
+                for did, sid, email, _, name, _ in live
             ]
-            failures = {r.id: int(r.temp_failures) for r in live if r.temp_failures}
+            failures = {did: int(tf) for did, _, _, tf, _, _ in live if tf}
             return Claim(Batch(number, recipients, failures), skipped=skipped, retried=retried)
 
     def record(self, conn: Connection, batch: Batch, result: BatchResult) -> Recorded:
@@ -314,10 +329,16 @@ class Ledger:
                 )
         message_ids = {mid for _, mid in accepted}
         if len(message_ids) == 1:
-            # One provider id for the whole request (SendGrid): one statement.
+            # One provider id for the whole request (SendGrid): one statement. The rows of
+            # the batch still claimed are the accepted ones (the others have just moved),
+            # so no list of a thousand ids is needed.
             conn.execute(
                 update(D)
-                .where(D.c.id.in_([did for did, _ in accepted]))
+                .where(
+                    D.c.campaign_id == self.campaign_id,
+                    D.c.batch == batch.number,
+                    D.c.state == DeliveryState.CLAIMED,
+                )
                 .values(
                     state=DeliveryState.ACCEPTED,
                     provider_message_id=message_ids.pop(),
@@ -325,15 +346,23 @@ class Ledger:
                 )
             )
         elif accepted:
+            # A provider id per message (SMTP): those go row by row, and nothing else
+            # does; a value in every row's parameters is converted once per row, so the
+            # rest is one statement over the batch (the rows still claimed are these).
             conn.execute(
                 update(D)
                 .where(D.c.id == bindparam("b_id"))
-                .values(
-                    state=DeliveryState.ACCEPTED,
-                    provider_message_id=bindparam("b_mid"),
-                    updated_at=now,
-                ),
+                .values(provider_message_id=bindparam("b_mid")),
                 [{"b_id": did, "b_mid": mid} for did, mid in accepted],
+            )
+            conn.execute(
+                update(D)
+                .where(
+                    D.c.campaign_id == self.campaign_id,
+                    D.c.batch == batch.number,
+                    D.c.state == DeliveryState.CLAIMED,
+                )
+                .values(state=DeliveryState.ACCEPTED, updated_at=now)
             )
         events.record_refusals(conn, self.settings, self.campaign_id, batch.number, refusals)
         return Recorded(len(accepted), len(rejected), len(deferred))

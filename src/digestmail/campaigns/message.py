@@ -18,6 +18,7 @@ from digestmail.campaigns.tables import S
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.models import Issue
+from digestmail.placeholders import fill
 from digestmail.subscribers import email_key
 from digestmail.tokens import UnsubscribeLinks
 from digestmail.transports import get_transport
@@ -35,11 +36,16 @@ from digestmail.transports.outbox import sender_domain
 def message_template(
     settings: Settings, issue: Issue, campaign_id: int | None, *, is_test: bool = False
 ) -> MessageTemplate:
-    """The per-issue half of every message; recipients only add placeholder values."""
+    """The per-issue half of every message; recipients only add placeholder values.
+
+    The web view link is the same for every recipient: it is filled in here, once.
+    """
+    same = {"webview_url": render.webview_url(settings, issue.slug)}
+    subject = f"{TEST_SUBJECT_PREFIX}{issue.subject}" if is_test else issue.subject
     return MessageTemplate(
-        subject=f"{TEST_SUBJECT_PREFIX}{issue.subject}" if is_test else issue.subject,
-        html=issue.html,
-        text=issue.text,
+        subject=fill(subject, same),
+        html=fill(issue.html, same),
+        text=fill(issue.text, same),
         from_addr=settings.from_,
         reply_to=settings.effective_reply_to,
         headers={"List-Id": settings.effective_list_id},

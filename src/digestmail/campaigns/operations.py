@@ -188,7 +188,8 @@ def _set_status(
 
 
 def pause_campaign(db: Database, campaign_id: int) -> None:
-    """Ask the sender to stop after the batch it is sending; ``resume`` continues."""
+    """Ask the sender to stop once the batches it has in flight are answered; ``resume``
+    continues."""
     _set_status(
         db,
         campaign_id,
@@ -198,7 +199,7 @@ def pause_campaign(db: Database, campaign_id: int) -> None:
 
 
 def cancel_campaign(db: Database, campaign_id: int) -> None:
-    """Stop for good after the batch in flight; rows never sent stay ``pending`` as a record."""
+    """Stop for good after the batches in flight; rows never sent stay ``pending`` as a record."""
     _set_status(
         db,
         campaign_id,

@@ -1,9 +1,11 @@
-"""Pacing: the send rate cap (``DIGESTMAIL_SEND_RATE``)."""
+"""Pacing: the send rate cap (``DIGESTMAIL_SEND_RATE``), batch sizes, batches in flight."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+from digestmail.config import Settings
 
 
 class TokenBucket:
@@ -53,3 +55,11 @@ def batch_size(configured: int, transport_max: int, send_rate: float) -> int:
     if send_rate > 0:
         size = min(size, max(1, int(send_rate)))
     return size
+
+
+def in_flight_limit(settings: Settings) -> int:
+    """Most recipients a sender has handed over without an answer yet: ``send_concurrency``
+    batches. A sender that dies leaves at most these claimed, and a resume sends them
+    again, so this is how many may receive an issue twice after a crash."""
+    size = batch_size(settings.batch_size, settings.batch_size, settings.send_rate)
+    return settings.send_concurrency * size

@@ -1,22 +1,33 @@
-"""The send loop: claim a batch, hand it to the transport, record the answer, repeat.
+"""The send loop: claim batches, hand them to the transport, record the answers, repeat.
 
-One transaction per batch records batch *k*, renews the lease and claims batch *k+1*
-(``ledger.Ledger`` on that one connection). A batch the transport fails as a whole is
-tried again with growing waits while that can help; otherwise the sender stops the
-campaign, and ``HALTS`` says how: which status it is left in, whether the batch goes
-back to ``pending`` (nothing of it was sent) or stays ``claimed`` (its fate is unknown,
-so a resume sends it again), and whether the campaign counts as finished. Why it
-stopped is stored as data (``models.StopReason`` and its facts), never as advice.
+Up to ``DIGESTMAIL_SEND_CONCURRENCY`` batches are in flight at once, each handed to the
+transport by a worker thread, while this loop (the lease holder, and the only writer of
+the ledger) records each answer as it comes and claims the next batch in the same
+transaction, under the lease it renews in that one. The next batches are claimed and
+built while earlier ones are on the wire; a crash leaves at most that many batches
+claimed, which the next sender sends again (``ledger.Ledger.recover``).
+
+A batch the transport fails as a whole is tried again after a wait that holds back
+every batch (one shared wait: when the provider says to slow down, nobody posts
+meanwhile), while that can help; otherwise the sender stops the campaign, and
+``HALTS`` says how: which status it is left in, whether the failed batch goes back to
+``pending`` (nothing of it was sent) or stays ``claimed`` (its fate is unknown, so a
+resume sends it again), whether the other batches in flight are waited for and their
+answers recorded first, and whether the campaign counts as finished. Why it stopped is
+stored as data (``models.StopReason`` and its facts), never as advice.
 
 Every wait is slept in short steps that re-read the campaign, so pause and cancel
-take effect within a step; the lease stays ours however long the wait.
+take effect within a step: nothing more is claimed, batches waiting to be tried again
+go back to ``pending``, and the batches on the wire are waited for and recorded. The
+lease stays ours however long the wait.
 
 A sender that dies (SIGKILL, power, the database going away under it) leaves the
 campaign ``sending`` with its lease running out: the next sender, or a resume,
 continues it. Errors that would only repeat (the transport refusing, an issue that
 cannot be built, a bug) never leave it so: they stop it ``failed`` or ``paused``.
-A sender asked to stop (``stop``, the scheduler shutting down) finishes the batch in
-hand and gives the lease up, leaving the campaign ``sending`` for the next one.
+A sender asked to stop (``stop``, the scheduler shutting down) claims nothing more,
+lets the batches in flight be answered and recorded, and gives the lease up, leaving
+the campaign ``sending`` for the next one.
 
 Every run that got going ends with a report to staff (``notify``).
 """
@@ -27,11 +38,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import DBAPIError
 
 from digestmail import notify
@@ -54,7 +66,7 @@ from digestmail.models import CampaignStatus, DeliveryState, StopReason, utcnow
 from digestmail.transports import get_transport
 from digestmail.transports.base import (
     BatchResult,
-    MessageTemplate,
+    Handover,
     Transport,
     TransportError,
     UnbuildableMessage,
@@ -88,11 +100,14 @@ class Halt:
     """How the sender leaves a campaign it stops."""
 
     status: CampaignStatus
-    # The batch in flight goes back to pending (nothing of it was sent); otherwise it
-    # stays claimed, and a resume sends it again (counted as resent).
+    # The failed batch goes back to pending (nothing of it was sent); otherwise it stays
+    # claimed, and a resume sends it again (counted as resent).
     put_back: bool
     # ``finished_at`` is stamped: nothing more happens until staff act.
     finished: bool
+    # The other batches in flight are waited for and their answers recorded before the
+    # campaign stops; otherwise (the operator wants out now) they stay claimed.
+    drain: bool = True
 
 
 HALTS: dict[StopReason, Halt] = {
@@ -104,7 +119,9 @@ HALTS: dict[StopReason, Halt] = {
     StopReason.WAIT_TOO_LONG: Halt(CampaignStatus.PAUSED, put_back=True, finished=False),
     # The provider may have the batch: never re-posted without staff deciding to.
     StopReason.UNCERTAIN: Halt(CampaignStatus.PAUSED, put_back=False, finished=False),
-    StopReason.INTERRUPTED: Halt(CampaignStatus.PAUSED, put_back=False, finished=False),
+    StopReason.INTERRUPTED: Halt(
+        CampaignStatus.PAUSED, put_back=False, finished=False, drain=False
+    ),
     # A bug would only repeat; what the batch reached is unknown.
     StopReason.UNEXPECTED: Halt(CampaignStatus.FAILED, put_back=False, finished=True),
     # Nobody to send to: over before it began, and the issue stays unsent.
@@ -136,11 +153,14 @@ def stop_facts(
     error: BaseException | None,
     *,
     transport: str,
-    batch: Batch | None,
+    in_doubt: Sequence[Batch],
     tries: int,
     now: datetime,
 ) -> dict[str, Any]:
-    """What the reason needs to be explained later (stored as the campaign's error_data)."""
+    """What the reason needs to be explained later (stored as the campaign's error_data).
+
+    ``in_doubt``: the batches the transport could not say it took (left claimed).
+    """
     facts: dict[str, Any] = {}
     if reason in (StopReason.REFUSED, StopReason.KEPT_FAILING, StopReason.UNCERTAIN):
         facts["transport"] = transport
@@ -151,9 +171,9 @@ def stop_facts(
         facts["until"] = (now + timedelta(seconds=asked)).isoformat()
     if reason is StopReason.KEPT_FAILING:
         facts["tries"] = tries
-    if reason is StopReason.UNCERTAIN and batch is not None:
-        facts["batch"] = batch.number
-        facts["recipients"] = len(batch.recipients)
+    if reason is StopReason.UNCERTAIN and in_doubt:
+        facts["batches"] = sorted(b.number for b in in_doubt)
+        facts["recipients"] = sum(len(b.recipients) for b in in_doubt)
     if reason is StopReason.UNEXPECTED and error is not None:
         facts["exception"] = type(error).__name__
     return facts
@@ -169,18 +189,22 @@ def _detail(error: BaseException | None) -> str | None:
     return f"{type(error).__name__}: {error}"
 
 
-class _Stopped(Exception):
-    """Staff paused or cancelled the campaign while the sender waited."""
-
-
 class _Halted(Exception):
     """The sender must stop the campaign (see ``HALTS``)."""
 
-    def __init__(self, reason: StopReason, error: BaseException, batch: Batch | None = None):
+    def __init__(
+        self,
+        reason: StopReason,
+        error: BaseException,
+        *,
+        put_back: Sequence[Batch] = (),
+        in_doubt: Sequence[Batch] = (),
+    ):
         super().__init__(reason.value)
         self.reason = reason
         self.error = error
-        self.batch = batch
+        self.put_back = put_back
+        self.in_doubt = in_doubt
 
 
 # --- progress -------------------------------------------------------------------------
@@ -213,6 +237,24 @@ class SendProgress:
 # --- the loop -------------------------------------------------------------------------
 
 
+@dataclass
+class _Flight:
+    """A claimed batch: on the wire (``future``), or waiting for the shared wait to end."""
+
+    batch: Batch
+    attempt: int = 0  # tries that failed as a whole
+    handover: Handover | None = None  # the batch prepared by the transport, to go again
+
+
+@dataclass
+class _Failed:
+    """A batch that stopped the campaign, and why."""
+
+    flight: _Flight
+    reason: StopReason
+    error: BaseException
+
+
 class _Sender:
     def __init__(
         self,
@@ -233,6 +275,7 @@ class _Sender:
         self.settings = settings
         self.campaign_id = campaign_id
         self.transport = transport
+        self.concurrency = max(1, min(settings.send_concurrency, transport.max_in_flight))
         self.retry_delays = tuple(retry_delays)
         self.max_retry_after = max_retry_after
         self.on_progress = on_progress
@@ -252,7 +295,7 @@ class _Sender:
 
     def _start(self, allowed: Sequence[CampaignStatus]) -> tuple[str, int, int, bool]:
         """Take the lease; snapshot the audience on first start, or recover a dead sender's
-        batch in flight. Returns the issue's slug and id, how many rows were recovered,
+        batches in flight. Returns the issue's slug and id, how many rows were recovered,
         and whether the audience snapshot found nobody."""
         now = utcnow()
         empty = False
@@ -283,10 +326,11 @@ class _Sender:
             raise EmptyAudience(slug, campaign_id=self.campaign_id)
         heartbeat = Heartbeat(self.lease)
         heartbeat.start()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{self.campaign_id}")
         try:
-            self._loop(slug, issue_id, recovered, heartbeat)
+            self._loop(slug, issue_id, recovered, heartbeat, pool)
         except _Halted as halt:
-            self._halt(halt.reason, halt.error, halt.batch)
+            self._halt(halt.reason, halt.error, put_back=halt.put_back, in_doubt=halt.in_doubt)
             if halt.reason is StopReason.UNBUILDABLE and not isinstance(
                 halt.error, MessageNotBuilt
             ):
@@ -295,7 +339,7 @@ class _Sender:
                 ) from halt.error
             raise halt.error from None
         except KeyboardInterrupt:
-            # The batch in flight stays claimed: a resume sends it again.
+            # The batches in flight stay claimed: a resume sends them again.
             self._halt(StopReason.INTERRUPTED, None)
             raise
         except (LeaseLost, DBAPIError):
@@ -305,7 +349,7 @@ class _Sender:
             raise
         except Exception as exc:
             # A bug, which would strike again on every resume: stop rather than leave
-            # the campaign sending. Whatever batch was in flight stays claimed.
+            # the campaign sending. Whatever batches were in flight stay claimed.
             log.exception("campaign %s: unexpected error", self.campaign_id)
             self._halt(StopReason.UNEXPECTED, exc)
             raise
@@ -313,6 +357,9 @@ class _Sender:
             self._release_quietly()
             raise
         finally:
+            # Normally nothing is in flight any more; after an error, requests on the
+            # wire finish on their own (their rows stay claimed) without holding us up.
+            pool.shutdown(wait=False, cancel_futures=True)
             heartbeat.stop()
 
     def _release_quietly(self) -> None:
@@ -321,16 +368,27 @@ class _Sender:
         except Exception:  # the database may be what failed
             log.warning("could not release the lease on campaign %s", self.campaign_id)
 
+    def _put_back(self, batches: Sequence[Batch]) -> None:
+        """Batches of which nothing was sent go back to pending, in one transaction."""
+        if not batches:
+            return
+        with self.db.engine.begin() as conn:
+            if not self.lease.renew(conn):
+                raise LeaseLost(self.campaign_id)
+            for batch in batches:
+                self.ledger.put_back(conn, batch)
+
     def _halt(
-        self, reason: StopReason, error: BaseException | None, batch: Batch | None = None
+        self,
+        reason: StopReason,
+        error: BaseException | None,
+        *,
+        put_back: Sequence[Batch] = (),
+        in_doubt: Sequence[Batch] = (),
     ) -> None:
         """Stop the campaign as ``HALTS`` says, recording why as data."""
         halt = HALTS[reason]
-        if batch is not None and halt.put_back:
-            with self.db.engine.begin() as conn:
-                if not self.lease.renew(conn):
-                    raise LeaseLost(self.campaign_id)
-                self.ledger.put_back(conn, batch)
+        self._put_back(put_back)
         now = utcnow()
         values: dict[str, Any] = {
             "status": halt.status,
@@ -340,7 +398,7 @@ class _Sender:
                 reason,
                 error,
                 transport=self.transport.name,
-                batch=batch,
+                in_doubt=in_doubt,
                 tries=len(self.retry_delays) + 1,
                 now=now,
             ),
@@ -356,53 +414,14 @@ class _Sender:
         )
         self.lease.release(**values)
 
-    def _status(self) -> CampaignStatus:
-        """Renew the lease and read the campaign's status, in one short transaction."""
-        with self.db.engine.begin() as conn:
-            if not self.lease.renew(conn):
-                raise LeaseLost(self.campaign_id)
-            return CampaignStatus(
-                conn.execute(select(C.c.status).where(C.c.id == self.campaign_id)).scalar_one()
-            )
-
-    def _wait(self, seconds: float) -> None:
-        """Sleep in short steps, checking the campaign between them: a pause or cancel
-        takes effect within a step (``_Stopped``), and the lease stays ours."""
-        left = seconds
-        while True:
-            status = self._status()
-            if status is not CampaignStatus.SENDING:
-                raise _Stopped(status.value)
-            if self.stop.is_set():
-                raise _Stopped("handed over")
-            if left <= 0:
-                return
-            step = min(left, WAIT_STEP)
-            self.sleep(step)
-            left -= step
-
-    def _send(self, template: MessageTemplate, batch: Batch) -> BatchResult:
-        attempt = 0
-        while True:
-            try:
-                return self.transport.send_batch(template, batch.recipients)
-            except TransportError as exc:
-                step = next_step(exc, attempt, self.retry_delays, self.max_retry_after)
-                if isinstance(step, StopReason):
-                    raise _Halted(step, exc, batch) from exc
-                log.warning(
-                    "campaign %s batch %d: %s; trying again in %.0f s",
-                    self.campaign_id,
-                    batch.number,
-                    exc,
-                    step,
-                )
-                self._wait(step)
-                attempt += 1
-            except UnbuildableMessage as exc:
-                raise _Halted(StopReason.UNBUILDABLE, exc, batch) from exc
-
-    def _loop(self, slug: str, issue_id: int, recovered: int, heartbeat: Heartbeat) -> None:
+    def _loop(
+        self,
+        slug: str,
+        issue_id: int,
+        recovered: int,
+        heartbeat: Heartbeat,
+        pool: ThreadPoolExecutor,
+    ) -> None:
         issue = load_issue(self.db, slug)
         try:
             template = checked_template(self.settings, issue, self.campaign_id)
@@ -423,78 +442,165 @@ class _Sender:
         )
         if self.on_progress:
             self.on_progress(progress)
-        done: tuple[Batch, BatchResult] | None = None
+
+        flying: dict[Future[BatchResult], _Flight] = {}
+        waiting: list[_Flight] = []  # failed whole, to be tried again after the shared wait
+        failed: list[_Failed] = []  # stopped the campaign; the first one says why
+        hold = 0.0  # seconds of the shared wait still to sleep
+        stopped: CampaignStatus | None = None  # staff paused or cancelled
+        handing_over = False  # asked to stop (``stop``): the campaign stays sending
+
+        def launch(flight: _Flight) -> None:
+            # Prepared here, handed over by a worker: this thread computes, the workers
+            # wait (see ``Transport.prepare``); a retry goes out as it was prepared.
+            future: Future[BatchResult]
+            try:
+                if flight.handover is None:
+                    flight.handover = self.transport.prepare(template, flight.batch.recipients)
+            except Exception as exc:  # decided below, like a failure on the way
+                future = Future()
+                future.set_exception(exc)
+            else:
+                future = pool.submit(flight.handover)
+            flying[future] = flight
+
         while True:
             values.tick()
+            claim = None
+            finished = [f for f in flying if f.done()]
             with self.db.engine.begin() as conn:
                 if heartbeat.lost or not self.lease.renew(conn):
                     raise LeaseLost(self.campaign_id)
-                if done is not None:
-                    recorded = self.ledger.record(conn, *done)
-                    progress.accepted += recorded.accepted
-                    progress.rejected += recorded.rejected
-                    progress.retrying += recorded.deferred
-                    progress.sent_this_run += len(done[0].recipients)
-                    if recorded.deferred:
-                        log.warning(
-                            "campaign %s batch %d: %d recipients failed temporarily; trying "
-                            "them again after the others",
-                            self.campaign_id,
-                            done[0].number,
-                            recorded.deferred,
+                for future in finished:
+                    flight = flying.pop(future)
+                    try:
+                        result = future.result()
+                    except TransportError as exc:
+                        step = next_step(
+                            exc, flight.attempt, self.retry_delays, self.max_retry_after
                         )
-                    done = None
+                        if isinstance(step, StopReason):
+                            failed.append(_Failed(flight, step, exc))
+                            continue
+                        log.warning(
+                            "campaign %s batch %d: %s; trying again in %.0f s",
+                            self.campaign_id,
+                            flight.batch.number,
+                            exc,
+                            step,
+                        )
+                        flight.attempt += 1
+                        waiting.append(flight)
+                        hold = max(hold, step)
+                    except UnbuildableMessage as exc:
+                        failed.append(_Failed(flight, StopReason.UNBUILDABLE, exc))
+                    except Exception as exc:
+                        log.error(
+                            "campaign %s batch %d: unexpected error",
+                            self.campaign_id,
+                            flight.batch.number,
+                            exc_info=exc,
+                        )
+                        failed.append(_Failed(flight, StopReason.UNEXPECTED, exc))
+                    else:
+                        self._record(conn, flight.batch, result)
                 status = CampaignStatus(
                     conn.execute(select(C.c.status).where(C.c.id == self.campaign_id)).scalar_one()
                 )
-                claim = None
-                if status is CampaignStatus.SENDING and self.stop.is_set():
-                    log.info(
-                        "campaign %s: asked to stop; leaving it sending for the next sender",
-                        self.campaign_id,
-                    )
-                elif status is CampaignStatus.SENDING:
+                if status is not CampaignStatus.SENDING:
+                    stopped = status
+                elif self.stop.is_set():
+                    if not handing_over:
+                        log.info(
+                            "campaign %s: asked to stop; leaving it sending for the next sender",
+                            self.campaign_id,
+                        )
+                    handing_over = True
+                elif not failed and hold <= 0 and not waiting and len(flying) < self.concurrency:
                     claim = self.ledger.claim(conn, values)
                     progress.skipped += claim.skipped
                     progress.retrying -= claim.retried
-                    if claim.batch is None and claim.retry_in is None:
+                    done = claim.batch is None and claim.retry_in is None
+                    if done and not flying:
                         self.ledger.finish(conn, issue_id)
             if self.on_progress:
                 self.on_progress(progress)
-            if claim is None:
-                log.info("campaign %s is %s: stopping", self.campaign_id, status.value)
-                self.lease.release()
+
+            if stopped is not None or handing_over or failed:
+                by_staff = stopped is not None or handing_over
+                if flying and (by_staff or HALTS[failed[0].reason].drain):
+                    wait(flying, timeout=WAIT_STEP, return_when=FIRST_COMPLETED)
+                    continue
+                self._stop(stopped, failed, waiting, handing_over=handing_over)
                 return
-            if claim.batch is None:
-                if claim.retry_in is None:
-                    return  # sent
-                log.info(
-                    "campaign %s: %d recipients wait for another try; the next in %.0f s",
-                    self.campaign_id,
-                    progress.retrying,
-                    claim.retry_in,
-                )
-                try:
-                    self._wait(claim.retry_in)
-                except _Stopped as stop:
-                    log.info("campaign %s is %s: stopping", self.campaign_id, stop)
-                    self.lease.release()
-                    return
+            if hold > 0:
+                step = min(hold, WAIT_STEP)
+                self.sleep(step)
+                hold -= step
                 continue
-            batch = claim.batch
-            self.bucket.take(len(batch.recipients))
-            try:
-                result = self._send(template, batch)
-            except _Stopped as stop:
-                # The transport refused the batch and we were waiting to try again.
-                with self.db.engine.begin() as conn:
-                    if not self.lease.renew(conn):
-                        raise LeaseLost(self.campaign_id) from None
-                    self.ledger.put_back(conn, batch)
-                log.info("campaign %s is %s: stopping", self.campaign_id, stop)
-                self.lease.release()
-                return
-            done = (batch, result)
+            if waiting:
+                while waiting and len(flying) < self.concurrency:
+                    launch(waiting.pop(0))
+                continue
+            if claim is not None and claim.batch is not None:
+                self.bucket.take(len(claim.batch.recipients))
+                launch(_Flight(claim.batch))
+                continue
+            if flying:
+                wait(flying, timeout=WAIT_STEP, return_when=FIRST_COMPLETED)
+                continue
+            if claim is None or claim.retry_in is None:
+                return  # sent
+            log.info(
+                "campaign %s: %d recipients wait for another try; the next in %.0f s",
+                self.campaign_id,
+                progress.retrying,
+                claim.retry_in,
+            )
+            self.sleep(min(claim.retry_in, WAIT_STEP))
+
+    def _record(self, conn: Connection, batch: Batch, result: BatchResult) -> None:
+        progress = self.progress
+        recorded = self.ledger.record(conn, batch, result)
+        progress.accepted += recorded.accepted
+        progress.rejected += recorded.rejected
+        progress.retrying += recorded.deferred
+        progress.sent_this_run += len(batch.recipients)
+        if recorded.deferred:
+            log.warning(
+                "campaign %s batch %d: %d recipients failed temporarily; trying "
+                "them again after the others",
+                self.campaign_id,
+                batch.number,
+                recorded.deferred,
+            )
+
+    def _stop(
+        self,
+        stopped: CampaignStatus | None,
+        failed: Sequence[_Failed],
+        waiting: Sequence[_Flight],
+        *,
+        handing_over: bool = False,
+    ) -> None:
+        """Nothing is in flight any more (or need not be waited for): stop the campaign.
+
+        Batches waiting to be tried again were not sent: they go back to pending, like a
+        failed batch whose ``HALTS`` entry says so; the others stay claimed. Staff's
+        pause or cancel keeps its status, and a sender asked to stop leaves it sending;
+        otherwise the first failure's ``HALTS`` entry decides, and its error is raised.
+        """
+        put_back = [f.batch for f in waiting]
+        put_back += [f.flight.batch for f in failed if HALTS[f.reason].put_back]
+        if stopped is not None or handing_over:
+            self._put_back(put_back)
+            why = stopped.value if stopped is not None else "handed over"
+            log.info("campaign %s is %s: stopping", self.campaign_id, why)
+            self.lease.release()
+            return
+        first = failed[0]
+        in_doubt = [f.flight.batch for f in failed if f.reason is StopReason.UNCERTAIN]
+        raise _Halted(first.reason, first.error, put_back=put_back, in_doubt=in_doubt)
 
 
 def run_campaign(
@@ -523,8 +629,9 @@ def run_campaign(
     ``MessageNotBuilt`` when the issue cannot become a valid message, ``EmptyAudience``
     (the campaign cancelled, the issue unsent) when nobody was active as it started.
 
-    ``stop``: once set, the sender finishes the batch in hand, gives its lease up and
-    returns, the campaign still ``sending`` (a scheduler shutting down hands it on).
+    ``stop``: once set, the sender claims nothing more, lets the batches in flight be
+    answered, gives its lease up and returns, the campaign still ``sending`` (a
+    scheduler shutting down hands it on).
 
     ``retry_delays``: waits between tries of a batch the transport refused as a whole;
     ``recipient_retry_delays``: waits before each further try of a recipient that failed

@@ -2,45 +2,148 @@
 
 Every error ends as one line on stderr (``cli/errors.py``); ``--verbose`` adds the
 traceback and debug logging.
+
+Commands start at once: a command imports only what it uses. ``digestmail --help``
+loads none of the command modules, and ``digestmail issue check`` loads ``cli/issue.py``
+only, never SQLAlchemy, FastAPI, premailer or the SendGrid client
+(``tests/test_cli_startup.py`` checks it; ``bench/cli.py`` times it). To add a command
+or a group of commands:
+
+1. write it in a module of its own under ``cli/`` (a ``typer.Typer`` for a group, or a
+   function for a single command), importing at the top only what every one of its
+   commands needs; a library only some command needs (the database, the web app, a
+   mail client, the renderer) is imported inside that command's function;
+2. register it in ``COMMANDS`` below: the module, the name of the Typer or function in
+   it, and the one line ``digestmail --help`` shows for it (the same as its own help;
+   a test compares them). The module is imported only when the command runs or shows
+   its own help.
+
+``python -X importtime -m digestmail.cli COMMAND …`` shows what a command imports.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import typer
+import typer.main
+from typer.core import TyperCommand
 
-from digestmail.cli import errors
-from digestmail.cli import events as events_cli
-from digestmail.cli import issue as issue_cli
-from digestmail.cli import issue_store as _issue_store  # noqa: F401  (issue add, issue list)
-from digestmail.cli import schedule as schedule_cli  # also issue ready, issue unready
-from digestmail.cli import scheduler as scheduler_cli
-from digestmail.cli import send as send_cli
-from digestmail.cli import serve as serve_cli
-from digestmail.cli import staff as staff_cli
-from digestmail.cli import stats as stats_cli
-from digestmail.cli import subscribers as subscribers_cli
-from digestmail.cli.common import console, database
-from digestmail.config import get_settings
+from digestmail.cli import common, errors
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A command (or group) loaded on demand."""
+
+    module: str
+    attribute: str  # a ``typer.Typer`` (a group) or a command function
+    help: str  # its one line in ``digestmail --help``
+
+    def load(self, name: str) -> Any:
+        target = getattr(importlib.import_module(self.module), self.attribute)
+        if isinstance(target, typer.Typer):
+            group = typer.main.get_group(target)
+            group.name = name
+            return group
+        single = typer.Typer()
+        single.command(name)(target)
+        return typer.main.get_command(single)
+
+
+COMMANDS: dict[str, Entry] = {
+    "issue": Entry(
+        "digestmail.cli.issue_store", "app", "Work with issues: import, check, render, add, list."
+    ),
+    "send": Entry(
+        "digestmail.cli.send",
+        "send",
+        "Send an issue to every active subscriber now (or a test to a few addresses).",
+    ),
+    "campaign": Entry(
+        "digestmail.cli.send",
+        "campaign_app",
+        "Campaigns (one sending of one issue): list, status, pause, resume, cancel.",
+    ),
+    "subscribers": Entry(
+        "digestmail.cli.subscribers",
+        "app",
+        "Manage subscribers: add, import, export, remove, list.",
+    ),
+    "serve": Entry(
+        "digestmail.cli.serve",
+        "serve",
+        "Serve the public pages and hooks (behind a TLS reverse proxy in production).",
+    ),
+    "events": Entry(
+        "digestmail.cli.events",
+        "app",
+        "Bounces and complaints: fetch bounce mail, reconcile with SendGrid.",
+    ),
+    "stats": Entry(
+        "digestmail.cli.stats",
+        "stats_command",
+        "The last campaigns side by side: delivered, bounces, complaints, opens, clicks.",
+    ),
+    "staff": Entry(
+        "digestmail.cli.staff",
+        "app",
+        "Staff accounts for the admin in the browser: add, list, remove, password.",
+    ),
+    "schedule": Entry(
+        "digestmail.cli.schedule",
+        "app",
+        "When issues go out. `digestmail schedule SLUG --at TIME [--tz ZONE]` sends one issue "
+        "at a set time; `schedule cadence` sends the oldest ready issue on a regular rhythm. "
+        "The scheduler (`digestmail scheduler`, or `digestmail serve`) does the sending.",
+    ),
+    "scheduler": Entry(
+        "digestmail.cli.scheduler",
+        "scheduler",
+        "Run the scheduler: scheduled sends, campaigns whose sender died, reminders to staff.",
+    ),
+}
+
+
+class _Root(errors.DigestmailGroup):
+    """The root group: ``COMMANDS`` are listed from the registry and loaded when used."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        found = super().get_command(ctx, cmd_name)
+        entry = COMMANDS.get(cmd_name)
+        if found is not None or entry is None:
+            return found
+        if self._listing:
+            # Only a line in the root's help: no need to import the module for that.
+            return TyperCommand(cmd_name, help=entry.help)
+        command = entry.load(cmd_name)
+        self.add_command(command, cmd_name)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
-    cls=errors.DigestmailGroup,
+    cls=_Root,
     help="digestmail: write, render and deliver the digest to its subscribers.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-app.add_typer(issue_cli.app, name="issue")
-app.command("send")(send_cli.send)
-app.add_typer(send_cli.campaign_app, name="campaign")
-app.add_typer(subscribers_cli.app, name="subscribers")
-app.command("serve")(serve_cli.serve)
-app.add_typer(events_cli.app, name="events")
-app.command("stats")(stats_cli.stats_command)
-app.add_typer(staff_cli.app, name="staff")
-app.add_typer(schedule_cli.app, name="schedule")
-app.command("scheduler")(scheduler_cli.scheduler)
 
 
 @app.callback()
@@ -49,6 +152,8 @@ def _root(
         False, "--verbose", "-v", help="Log debug details; show the traceback of an error."
     ),
 ) -> None:
+    from digestmail.config import get_settings
+
     errors.verbose = verbose  # first: a bad setting below is reported with it
     level = logging.DEBUG if verbose else getattr(logging, get_settings().log_level)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -63,14 +168,14 @@ def init() -> None:
     """Create the database, or upgrade it to the newest schema. Safe to run again."""
     from digestmail.migrate import upgrade
 
-    with database(ready=False) as db:
+    with common.database(ready=False) as db:
         before, after = upgrade(db.engine)
     if before == after:
-        console.print(f"Database is up to date (schema {after}).")
+        common.console.print(f"Database is up to date (schema {after}).")
     elif before is None:
-        console.print(f"Created the database (schema {after}).")
+        common.console.print(f"Created the database (schema {after}).")
     else:
-        console.print(f"Upgraded the database from schema {before} to {after}.")
+        common.console.print(f"Upgraded the database from schema {before} to {after}.")
 
 
 def main() -> None:

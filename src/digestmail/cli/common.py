@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from digestmail.config import get_settings
-from digestmail.db import Database
-from digestmail.migrate import check_ready
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from digestmail.db import Database
+
+    # Made when first used (``__getattr__``): rich takes 40 ms to load, which
+    # ``issue check`` and ``--help`` do without.
+    console: Console
+    err_console: Console
 
 # C0 and C1 control characters other than newline and tab: a terminal obeys them
 # (colours, titles, hyperlinks, clearing the screen), so stored text never reaches it raw.
@@ -25,7 +29,7 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-class DataConsole(Console):
+def _data_console(**kwargs: Any) -> Console:
     """A console that prints data as it is.
 
     What it prints comes from the public (a subscriber named ``[/bold]`` or
@@ -33,16 +37,37 @@ class DataConsole(Console):
     markup, emoji codes or highlighting, and control characters are shown, not sent to
     the terminal. Table cells go through ``render_str`` too.
     """
+    from rich.console import Console
+    from rich.text import Text
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(markup=False, emoji=False, highlight=False, **kwargs)
+    class DataConsole(Console):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(markup=False, emoji=False, highlight=False, **kwargs)
 
-    def render_str(self, text: str, **kwargs: Any) -> Text:
-        return super().render_str(visible(text), **kwargs)
+        def render_str(self, text: str, **kwargs: Any) -> Text:
+            return super().render_str(visible(text), **kwargs)
+
+    return DataConsole(**kwargs)
 
 
-console = DataConsole()
-err_console = DataConsole(stderr=True, soft_wrap=True)
+_CONSOLES: dict[str, dict[str, Any]] = {
+    "console": {},
+    "err_console": {"stderr": True, "soft_wrap": True},
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _CONSOLES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    made = globals()[name] = _data_console(**_CONSOLES[name])
+    return made
+
+
+def _console(name: str) -> Console:
+    """``console`` or ``err_console`` from inside this module (where ``__getattr__`` is
+    not consulted)."""
+    made: Console = globals().get(name) or __getattr__(name)
+    return made
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -51,7 +76,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     ``raise fail(...)``: the one way a command gives up, so that every refusal looks
     the same and nothing typed by the public is read as markup.
     """
-    err_console.print(message)
+    _console("err_console").print(message)
     return typer.Exit(code)
 
 
@@ -62,6 +87,12 @@ def database(*, ready: bool = True) -> Iterator[Database]:
     ``ready``: first make sure it has this version's schema (``DatabaseNotReady``
     otherwise, which says to run ``init``); only ``init`` itself does without.
     """
+    # Imported here: the database (SQLAlchemy, Alembic) is what most commands load, and
+    # only when they run (see ``cli/__init__``).
+    from digestmail.config import get_settings
+    from digestmail.db import Database
+    from digestmail.migrate import check_ready
+
     db = Database(get_settings().database_url)
     try:
         if ready:

@@ -5,6 +5,10 @@ Exit status 1 for an error, 2 for a mistake in the command line or the configura
 ``--verbose``. Commands refuse what they expect with ``common.fail``; everything else
 that escapes a command lands here and is worded by the first entry of ``_WORDS`` that
 matches its type (modules register their own domain errors with ``words_for``).
+
+An error type of a library the command may never load (SQLAlchemy, Alembic) is named
+by its dotted path, so that registering its words does not import the library
+(``digestmail --help`` must not); the path is matched against the error's classes.
 """
 
 from __future__ import annotations
@@ -12,17 +16,13 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from typer.core import TyperGroup
 
-from digestmail import config
-from digestmail.cli.common import err_console, visible
-from digestmail.migrate import DatabaseNotReady
+from digestmail.cli import common
+from digestmail.cli.common import visible
 
 E = TypeVar("E", bound=BaseException)
 Say = Callable[[E], tuple[str, int]]
@@ -30,25 +30,37 @@ Say = Callable[[E], tuple[str, int]]
 # Set by the root callback before anything else runs; read when an error is reported.
 verbose = False
 
-_WORDS: list[tuple[type[BaseException], Callable[[Any], tuple[str, int]]]] = []
+_WORDS: list[tuple[type[BaseException] | str, Callable[[Any], tuple[str, int]]]] = []
 
 
-def words_for(
-    kind: type[E],
-) -> Callable[[Callable[[E], tuple[str, int]]], Callable[[E], tuple[str, int]]]:
-    """Register how an error of ``kind`` is told (the line, and the exit status)."""
+@overload
+def words_for(kind: type[E]) -> Callable[[Say[E]], Say[E]]: ...
+@overload
+def words_for(kind: str) -> Callable[[Say[Any]], Say[Any]]: ...
+def words_for(kind: type[E] | str) -> Callable[[Say[Any]], Say[Any]]:
+    """Register how an error of ``kind`` is told (the line, and the exit status).
 
-    def register(say: Callable[[E], tuple[str, int]]) -> Callable[[E], tuple[str, int]]:
+    ``kind`` is the class, or its dotted path (``"sqlalchemy.exc.DBAPIError"``) when
+    importing it here would load a library the command may not need.
+    """
+
+    def register(say: Say[Any]) -> Say[Any]:
         _WORDS.append((kind, say))
         return say
 
     return register
 
 
+def _is(exc: BaseException, kind: type[BaseException] | str) -> bool:
+    if isinstance(kind, str):
+        return any(f"{c.__module__}.{c.__qualname__}" == kind for c in type(exc).__mro__)
+    return isinstance(exc, kind)
+
+
 def describe(exc: BaseException) -> tuple[str, int]:
     """The one line for ``exc``, and the exit status."""
     for kind, say in _WORDS:
-        if isinstance(exc, kind):
+        if _is(exc, kind):
             return say(exc)
     return (
         f"Unexpected error: {type(exc).__name__}: {exc} (run the command again with "
@@ -60,20 +72,26 @@ def describe(exc: BaseException) -> tuple[str, int]:
 def _database() -> str:
     """Where DIGESTMAIL_DATABASE_URL points, without its password."""
     try:
+        from sqlalchemy.engine import make_url
+
+        from digestmail import config
+
         return make_url(config.get_settings().database_url).render_as_string(hide_password=True)
     except Exception:  # the settings themselves may be what is wrong
         return "DIGESTMAIL_DATABASE_URL"
 
 
-@words_for(ValidationError)
-def _configuration(exc: ValidationError) -> tuple[str, int]:
+@words_for("pydantic_core._pydantic_core.ValidationError")
+def _configuration(exc: Any) -> tuple[str, int]:
+    from digestmail import config
+
     if exc.title != "Settings":
         return describe(Exception(str(exc)))
     return "The configuration is not valid: " + "; ".join(config.problems(exc)), 2
 
 
-@words_for(DatabaseNotReady)
-def _not_ready(exc: DatabaseNotReady) -> tuple[str, int]:
+@words_for("digestmail.migrate.DatabaseNotReady")
+def _not_ready(exc: Any) -> tuple[str, int]:
     where = f"The database DIGESTMAIL_DATABASE_URL names ({_database()})"
     if exc.current is None:
         return f"{where} has no tables yet: run `digestmail init` first.", 1
@@ -90,8 +108,8 @@ def _not_ready(exc: DatabaseNotReady) -> tuple[str, int]:
     )
 
 
-@words_for(DBAPIError)
-def _database_failed(exc: DBAPIError) -> tuple[str, int]:
+@words_for("sqlalchemy.exc.DBAPIError")
+def _database_failed(exc: Any) -> tuple[str, int]:
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
     return (
         f"Cannot use the database DIGESTMAIL_DATABASE_URL names ({_database()}): {reason}",
@@ -99,8 +117,8 @@ def _database_failed(exc: DBAPIError) -> tuple[str, int]:
     )
 
 
-@words_for(SQLAlchemyError)
-def _database_other(exc: SQLAlchemyError) -> tuple[str, int]:
+@words_for("sqlalchemy.exc.SQLAlchemyError")
+def _database_other(exc: Any) -> tuple[str, int]:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"Database error ({_database()}): {first}", 1
 
@@ -123,7 +141,7 @@ class DigestmailGroup(TyperGroup):
             if verbose:
                 traceback.print_exc(file=sys.stderr)
             message, code = describe(exc)
-            err_console.print(message)
+            common.err_console.print(message)
             raise typer.Exit(code) from exc
 
     def main(
@@ -151,9 +169,11 @@ class DigestmailGroup(TyperGroup):
             ctx = getattr(exc, "ctx", None)
             path = ctx.command_path if ctx is not None else ""
             hint = f" (see `{path} --help`)" if path else ""
-            err_console.print(f"{path + ': ' if path else ''}{visible(exc.format_message())}{hint}")
+            common.err_console.print(
+                f"{path + ': ' if path else ''}{visible(exc.format_message())}{hint}"
+            )
             sys.exit(exc.exit_code)
         except typer.Abort:
-            err_console.print("Aborted.")
+            common.err_console.print("Aborted.")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)

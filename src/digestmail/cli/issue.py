@@ -17,7 +17,6 @@ from pathlib import Path
 import typer
 
 from digestmail.cli.common import visible
-from digestmail.content.importer import ArchiveImportError, import_archive
 from digestmail.content.source import ParseResult, Problem, parse_issue
 from digestmail.media import MediaStore
 
@@ -99,6 +98,8 @@ def import_(
     cannot be read as an issue, or when the result still has errors (it is written
     anyway, so that you can fix it by hand).
     """
+    from digestmail.content.importer import ArchiveImportError, import_archive
+
     when = _parse_date(issue_date)
     text = _read(src)
     try:

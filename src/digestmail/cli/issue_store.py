@@ -1,6 +1,8 @@
-"""``digestmail issue add`` and ``issue list``: the issues stored in the database.
+"""``digestmail issue add``, ``issue list``, ``issue ready|unready``: stored issues.
 
-Registered on the ``issue`` group of ``cli/issue.py`` (imported from ``cli/__init__``).
+Registered on the ``issue`` group of ``cli/issue.py``; ``cli/__init__`` loads the group
+through this module, so that both halves are there. What only these two commands need
+(the database, the renderer) is imported inside them: ``issue check`` stays quick.
 """
 
 from __future__ import annotations
@@ -9,13 +11,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from digestmail.cli.common import console, database, fail
 from digestmail.cli.issue import app
-from digestmail.config import get_settings
-from digestmail.content.source import IssueSourceError
-from digestmail.issues import IssueStoreError, add_issue, list_issues
+
+__all__ = ["app"]
 
 
 @app.command("add")
@@ -24,6 +24,10 @@ def add(
     ready: bool = typer.Option(False, "--ready", help="Mark it ready to send (else a draft)."),
 ) -> None:
     """Check, render and store an issue; prints its slug. A file with problems is refused."""
+    from digestmail.config import get_settings
+    from digestmail.content.source import IssueSourceError
+    from digestmail.issues import IssueStoreError, add_issue
+
     with database() as db:
         try:
             issue = add_issue(db, get_settings(), file, ready=ready)
@@ -39,6 +43,10 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """The stored issues, newest first: slug, volume, title, date and state."""
+    from rich.table import Table
+
+    from digestmail.issues import list_issues
+
     with database() as db:
         issues = list_issues(db)
     if as_json:
@@ -74,3 +82,19 @@ def list_(
             i.slug,
         )
     console.print(table)
+
+
+@app.command("ready")
+def ready(slug: str = typer.Argument(..., help="The issue's slug.")) -> None:
+    """Mark an issue ready: a cadence sends the oldest ready issue."""
+    from digestmail.cli.schedule import readiness  # scheduling, loaded when used
+
+    readiness(slug, True)
+
+
+@app.command("unready")
+def unready(slug: str = typer.Argument(..., help="The issue's slug.")) -> None:
+    """Make an issue a draft again: no cadence sends it, and its one-off send is skipped."""
+    from digestmail.cli.schedule import readiness
+
+    readiness(slug, False)

@@ -21,7 +21,6 @@ from typer.core import TyperGroup
 from digestmail import scheduling
 from digestmail.campaigns import CampaignError
 from digestmail.cli.common import console, database, err_console, fail
-from digestmail.cli.issue import app as issue_app
 from digestmail.cli.send import campaign_problem
 from digestmail.config import get_settings
 from digestmail.db import Database
@@ -370,19 +369,12 @@ def skip(
 # --- issue ready | unready -----------------------------------------------------------------
 
 
-@issue_app.command("ready")
-def ready(slug: str = typer.Argument(..., help="The issue's slug.")) -> None:
-    """Mark an issue ready: a cadence sends the oldest ready issue."""
-    _readiness(slug, True)
+# The commands themselves are registered on the issue group in ``cli/issue_store.py``,
+# which imports this module when one of them runs (``issue check`` stays quick).
 
 
-@issue_app.command("unready")
-def unready(slug: str = typer.Argument(..., help="The issue's slug.")) -> None:
-    """Make an issue a draft again: no cadence sends it, and its one-off send is skipped."""
-    _readiness(slug, False)
-
-
-def _readiness(slug: str, is_ready: bool) -> None:
+def readiness(slug: str, is_ready: bool) -> None:
+    """``issue ready`` / ``issue unready``: mark the issue, and say what its schedules do."""
     with database() as db:
         try:
             result = scheduling.set_ready(db, slug, is_ready)

@@ -163,7 +163,12 @@ def stop_explained(info: CampaignInfo) -> str | None:
             )
         case StopReason.UNCERTAIN:
             n = facts.get("recipients", info.in_flight_unknown)
-            batch = f" (batch {facts['batch']})" if "batch" in facts else ""
+            # "batch": one number, as recorded before several batches could be in flight.
+            numbers = facts.get("batches") or ([facts["batch"]] if "batch" in facts else [])
+            batch = ""
+            if numbers:
+                many = "es" if len(numbers) > 1 else ""
+                batch = f" (batch{many} {', '.join(map(str, numbers))})"
             return (
                 f"{detail}. {n} recipients{batch} may or may not have received the issue; "
                 f"{_resume(cid)} sends it to them again (some may get it twice)."
@@ -205,6 +210,8 @@ def _run(db: Database, campaign_id: int, *, resume: bool) -> CampaignInfo:
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        # Drawn for someone watching; in a script or a log it would only cost time.
+        disable=not console.is_terminal,
     ) as bar:
         task = bar.add_task(
             "send", total=None, cid=campaign_id, sent=0, failed=0, retrying=0, skipped=0, rate=0
@@ -390,9 +397,13 @@ def status(
         else:
             info = campaigns.campaign_info(db, campaign_id)
         figures = stats.campaign_figures(db, info.id)
+    settings = get_settings()
+    limit = campaigns.in_flight_limit(settings)
+    unfinished = info.status in campaigns.UNFINISHED or info.status is CampaignStatus.FAILED
     if as_json:
         data = info.to_json()
         data["figures"] = figures.to_json() if figures else None
+        data["max_in_flight"] = limit
         typer.echo(json.dumps(data, indent=2))
         return
     console.print(f"Campaign {info.id}: {info.issue_slug}, {info.status.value} ({info.transport})")
@@ -413,6 +424,12 @@ def status(
             f"  {info.resent} recipients were sent to again after a sender stopped mid-batch "
             "(they may have received it twice)."
         )
+    if unfinished:
+        console.print(
+            f"  If a sender dies, up to {limit} recipients in flight ("
+            f"{settings.send_concurrency} batches of up to {limit // settings.send_concurrency}) "
+            "are sent to again on resume and may receive the issue twice."
+        )
     why = stop_explained(info)
     if why:
         console.print(f"  Error: {why}")
@@ -423,15 +440,18 @@ def status(
 
 @campaign_app.command("pause")
 def pause(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
-    """Stop after the batch being sent; `campaign resume` continues where it stopped."""
+    """Stop after the batches being sent; `campaign resume` continues where it stopped."""
     with database() as db:
         campaigns.pause_campaign(db, campaign_id)
-    console.print(f"Campaign {campaign_id} paused (the sender stops after its current batch).")
+    console.print(
+        f"Campaign {campaign_id} paused (the sender stops once the batches it has in flight "
+        "are answered)."
+    )
 
 
 @campaign_app.command("cancel")
 def cancel(campaign_id: int = typer.Argument(..., help="Campaign id.")) -> None:
-    """Stop for good after the batch being sent; recipients not reached stay on record."""
+    """Stop for good after the batches being sent; recipients not reached stay on record."""
     with database() as db:
         campaigns.cancel_campaign(db, campaign_id)
     console.print(f"Campaign {campaign_id} cancelled.")

@@ -6,12 +6,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import typer
-from fastapi import FastAPI
 
 from digestmail.cli.common import console, database, fail
 from digestmail.config import DEV_SECRET_KEY, Settings, get_settings, is_loopback
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import TextIO
 import typer
 from rich.table import Table
 
-from digestmail import confirmation, listfile, subscribers
+from digestmail import listfile, subscribers
 from digestmail.cli.common import console, database, err_console, fail
 from digestmail.config import get_settings
 from digestmail.listfile import ExportFormat
@@ -36,6 +36,8 @@ def _staff() -> str:
 def _send_confirmations(people: list[tuple[int, str]]) -> None:
     if not people:
         return
+    from digestmail import confirmation  # the mail renderer, for the commands that mail
+
     try:
         result = confirmation.send(get_settings(), confirmation.Kind.SUBSCRIBE, people)
     except TransportError as exc:

@@ -16,6 +16,16 @@ from datetime import date
 # ``en-x-simple``; one-character subtags are BCP 47's extension and private-use marks).
 LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 
+# The sizes of the stored issue's columns (``models.Issue`` declares them with these),
+# which PostgreSQL enforces. Here so that ``issue check`` can hold an issue to them
+# without loading the database layer.
+SLUG_MAX = 120
+PUBLICATION_MAX = 200
+VOLUME_MAX = 32
+TITLE_MAX = 300
+SUBJECT_MAX = 300
+PREHEADER_MAX = 300
+
 
 @dataclass(frozen=True)
 class HeroImage:

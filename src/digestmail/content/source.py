@@ -41,15 +41,13 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from digestmail.content import model as limits
 from digestmail.content.model import LANGUAGE_TAG as _LANG_RE
 from digestmail.content.model import HeroImage, Issue, Item
 from digestmail.media import MediaError, MediaStore, is_reference, media_name
-from digestmail.models import Issue as StoredIssue
-from digestmail.models import max_length
 from digestmail.placeholders import Template
 from digestmail.render import default_preheader, default_subject
-from digestmail.transports.base import TEST_SUBJECT_PREFIX
-from digestmail.transports.mime import MAX_LINE
+from digestmail.transports.base import MAX_LINE, TEST_SUBJECT_PREFIX
 
 Severity = Literal["error", "warning"]
 
@@ -75,8 +73,8 @@ _BROKEN_LINK_RE = re.compile(r"\]\s*\(|\]\s+\(")
 # The longest subject (and so title) an issue may have: what its columns hold, and
 # what fits on one Subject header line of a test send, prefix included.
 SUBJECT_MAX = min(
-    max_length(StoredIssue.subject),
-    max_length(StoredIssue.title),
+    limits.SUBJECT_MAX,
+    limits.TITLE_MAX,
     MAX_LINE - len(f"Subject: {TEST_SUBJECT_PREFIX}\r\n"),
 )
 # Characters no issue can hold: PostgreSQL stores no NUL, the HTML part is XML to the
@@ -684,10 +682,10 @@ class _Parser:
         top = 1
         too_long: set[str] = set()
         for key, value, limit in (
-            ("publication", issue.publication, max_length(StoredIssue.publication)),
-            ("volume", issue.volume, max_length(StoredIssue.volume)),
+            ("publication", issue.publication, limits.PUBLICATION_MAX),
+            ("volume", issue.volume, limits.VOLUME_MAX),
             ("title", issue.title, SUBJECT_MAX),
-            ("preheader", issue.preheader, max_length(StoredIssue.preheader)),
+            ("preheader", issue.preheader, limits.PREHEADER_MAX),
         ):
             if value is not None and len(value) > limit:
                 too_long.add(key)
@@ -702,11 +700,11 @@ class _Parser:
                 "publication and volume give the issue no web address: together they need "
                 "at least one letter (a–z) or digit",
             )
-        elif len(slug) > max_length(StoredIssue.slug):
+        elif len(slug) > limits.SLUG_MAX:
             self.error(
                 slug_line,
                 f"publication and volume make a web address (slug) of {len(slug)} "
-                f"characters; at most {max_length(StoredIssue.slug)} fit: shorten them",
+                f"characters; at most {limits.SLUG_MAX} fit: shorten them",
             )
         if not too_long & {"title", "publication", "volume"}:
             subject = default_subject(issue)  # the title, or made of these and a headline
@@ -719,11 +717,11 @@ class _Parser:
                 )
         if "preheader" not in too_long:
             preheader = default_preheader(issue)
-            if len(preheader) > max_length(StoredIssue.preheader):
+            if len(preheader) > limits.PREHEADER_MAX:
                 self.error(
                     line_of.get("preheader", top),
                     f"the preheader is {len(preheader)} characters long; at most "
-                    f"{max_length(StoredIssue.preheader)} fit: add a shorter 'preheader:'",
+                    f"{limits.PREHEADER_MAX} fit: add a shorter 'preheader:'",
                 )
 
     def _date(self, value: str | None, line: int) -> date | None:

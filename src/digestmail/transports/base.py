@@ -9,12 +9,14 @@ which provider is behind it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # What a test send puts before the issue's subject; ``issue check`` counts it in.
 TEST_SUBJECT_PREFIX = "[TEST] "
+# RFC 5322: a line is at most 998 characters (``issue check`` keeps subjects within it).
+MAX_LINE = 998
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,11 @@ class MessageTemplate:
     is_test: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Recipient:
+    """One addressee of a batch. Not frozen: a campaign builds one per recipient, and a
+    frozen dataclass's ``__init__`` costs twice as much (treat it as read-only)."""
+
     email: str
     # Placeholder values (see ``digestmail.placeholders.FIELDS``).
     values: Mapping[str, str] = field(default_factory=dict)
@@ -46,14 +51,13 @@ class Recipient:
     delivery_id: int | None = None
 
 
-@dataclass(frozen=True)
-class Accepted:
+class Accepted(NamedTuple):
+    # Tuples: a batch makes a thousand of them, at a third of a frozen dataclass's cost.
     email: str
     message_id: str | None
 
 
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(NamedTuple):
     email: str
     error: str
     permanent: bool
@@ -96,13 +100,32 @@ class UnbuildableMessage(ValueError):
     RFC 5322 allows, …): no retry helps until the issue itself is changed."""
 
 
+# A batch made ready to go: called (in any thread), it hands the batch over.
+Handover = Callable[[], BatchResult]
+
+
 class Transport(Protocol):
     name: str
     # Most recipients one send_batch call takes.
     max_batch: int
+    # Most batches worth having under way at once, each handed over from a thread of
+    # its own (a campaign keeps at most this many, and at most
+    # DIGESTMAIL_SEND_CONCURRENCY).
+    max_in_flight: int
 
     def send_batch(
         self, template: MessageTemplate, recipients: Sequence[Recipient]
     ) -> BatchResult: ...
+
+    def prepare(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> Handover:
+        """``send_batch`` in two halves: what costs CPU here, in the caller's thread, and
+        what waits (the network, the disk) in the call returned.
+
+        A campaign prepares each batch in its one thread and hands it over from others:
+        in Python, threads that compute slow down every other thread's database and
+        network calls, while threads that wait do not. Raises what ``send_batch``
+        would, for a batch that cannot be sent as it is.
+        """
+        ...
 
     def close(self) -> None: ...

@@ -28,14 +28,12 @@ from email import policy
 from email.utils import formataddr, formatdate
 
 from digestmail.placeholders import Template
-from digestmail.transports.base import MessageTemplate, Recipient, UnbuildableMessage
+from digestmail.transports.base import MAX_LINE, MessageTemplate, Recipient, UnbuildableMessage
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
 # RFC 2045: encoded lines are at most 76 characters; leave room for the "=".
 _QP_LINE = 75
-# RFC 5322: a line is at most 998 characters (``issue check`` keeps subjects within it).
-MAX_LINE = 998
 # utf-8 bytes per RFC 2047 encoded word: base64 of 45 bytes is 60 characters, plus
 # "=?utf-8?b?" and "?=" keeps each word under the 75-character limit.
 _EW_BYTES = 45
@@ -78,13 +76,11 @@ def dot_unstuff(wire: bytes) -> bytes:
 
 def list_unsubscribe(template: MessageTemplate, recipient: Recipient) -> str | None:
     """RFC 2369 List-Unsubscribe value for one recipient, or None when there is nothing."""
-    parts = []
     url = recipient.values.get("unsubscribe_url")
+    mailto = template.unsubscribe_mailto
     if url:
-        parts.append(f"<{url}>")
-    if template.unsubscribe_mailto:
-        parts.append(f"<{template.unsubscribe_mailto}>")
-    return ", ".join(parts) or None
+        return f"<{url}>, <{mailto}>" if mailto else f"<{url}>"
+    return f"<{mailto}>" if mailto else None
 
 
 def _one_line(value: str) -> str:

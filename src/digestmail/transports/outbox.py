@@ -13,12 +13,14 @@ import os
 import re
 from collections.abc import Sequence
 from email.utils import parseaddr
+from functools import partial
 from pathlib import Path
 
 from digestmail.config import Settings
 from digestmail.transports.base import (
     Accepted,
     BatchResult,
+    Handover,
     MessageTemplate,
     Recipient,
     Rejected,
@@ -37,6 +39,8 @@ def sender_domain(from_addr: str) -> str:
 class OutboxTransport:
     name = "outbox"
     max_batch = 1000
+    # Each message is a file of its own: batches may be written side by side.
+    max_in_flight = 32
 
     def __init__(self, settings: Settings) -> None:
         self.directory = Path(settings.outbox_dir)
@@ -48,6 +52,10 @@ class OutboxTransport:
         if self._compiled is None or self._compiled.template != template:
             self._compiled = CompiledMessage(template, domain=self.domain)
         return self._compiled
+
+    def prepare(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> Handover:
+        """Nothing to do ahead: the whole batch is handed over in the call."""
+        return partial(self.send_batch, template, recipients)
 
     def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
         compiled = self.compiled(template)

@@ -28,12 +28,14 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parseaddr
+from functools import partial
 
 from digestmail import bounces
 from digestmail.config import Settings, SMTPConfig
 from digestmail.transports.base import (
     Accepted,
     BatchResult,
+    Handover,
     MessageTemplate,
     Recipient,
     Rejected,
@@ -212,6 +214,10 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
 class SMTPTransport:
     name = "smtp"
     max_batch = 1000
+    # One batch already keeps every connection busy; a second one, queued behind it,
+    # leaves them no idle moment between batches. More would only make a pause wait
+    # for more messages.
+    max_in_flight = 2
 
     def __init__(
         self,
@@ -248,6 +254,10 @@ class SMTPTransport:
             if self._compiled is None or self._compiled.template != template:
                 self._compiled = CompiledMessage(template, domain=self.domain)
             return self._compiled
+
+    def prepare(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> Handover:
+        """Nothing to do ahead: the whole batch is handed over in the call."""
+        return partial(self.send_batch, template, recipients)
 
     def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
         compiled = self.compiled(template)

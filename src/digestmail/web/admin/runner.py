@@ -37,7 +37,7 @@ class CampaignRunner:
     def start(self, campaign_id: int, *, resume: bool) -> CampaignError | None:
         """Send the campaign in the background; the refusal if its sender could not start.
 
-        A sender of this process that is still finishing its batch after a pause (it
+        A sender of this process that is still finishing its batches after a pause (it
         holds the campaign's lease until then) is waited for first, so that Continue
         right after Pause goes on rather than finding the campaign taken.
         """

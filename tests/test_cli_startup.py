@@ -1,0 +1,92 @@
+"""The command starts at once: ``--help`` and ``issue check`` load no heavy library.
+
+Each case runs the real command in a fresh interpreter and reads ``sys.modules`` at the
+end, so a module that imports the database, the web app, the renderer or a mail client
+at its top (instead of inside the command that needs it) fails here, whoever adds it.
+How long they take is ``bench/cli.py``'s business.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from digestmail.cli import COMMANDS, app
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "vol-4.1.md"
+HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "premailer", "mjml", "sendgrid")
+HEAVY += ("jinja2", "weasyprint", "email_validator", "pydantic_settings", "limits")
+
+_PROBE = """
+import json, sys
+sys.argv = ["digestmail", *sys.argv[1:]]
+from digestmail.cli import main
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+loaded = sorted({name.split(".")[0] for name in sys.modules})
+print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+"""
+
+
+def _loaded(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        timeout=120,
+    )
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report["code"] in (0, None), done.stderr
+    return set(report["loaded"])
+
+
+def test_help_loads_no_command_module_and_no_heavy_library() -> None:
+    loaded = _loaded("--help")
+    assert not loaded & set(HEAVY)
+    assert "pydantic" not in loaded  # not even the settings
+
+
+def test_issue_check_loads_only_what_checking_a_file_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(EXAMPLE.with_name("vol-4.1-hero.jpg"), media)
+    # As in production: every setting given, database and addresses included.
+    env = {
+        **os.environ,
+        "DIGESTMAIL_MEDIA_DIR": str(media),
+        "DIGESTMAIL_DATABASE_URL": "postgresql://digest:pw@db.internal/digest",
+        "DIGESTMAIL_FROM": "Digest <digest@example.org>",
+        "DIGESTMAIL_RATE_LIMIT_STORAGE": "memory://",
+    }
+    loaded = _loaded("issue", "check", str(EXAMPLE), env=env)
+    heavy = set(HEAVY) - {"email_validator"}  # DIGESTMAIL_FROM is checked as an address
+    assert not loaded & heavy
+
+
+def test_each_registered_command_says_in_the_list_what_its_own_help_says() -> None:
+    """The registry's line is what ``--help`` shows without loading the module: it must
+    not drift from the command's own help."""
+    for name, entry in COMMANDS.items():
+        command = entry.load(name)
+        own = (command.help or "").strip().split("\n\n")[0].replace("\n", " ")
+        assert own == entry.help, name
+        assert command.name == name
+
+
+def test_help_lists_every_registered_command() -> None:
+    from typer.testing import CliRunner
+
+    out = CliRunner().invoke(app, ["--help"]).output
+    for name in (*COMMANDS, "init"):
+        assert f"  {name} " in out
