@@ -287,9 +287,7 @@ def test_a_slot_nobody_took_is_overdue_until_a_scheduler_settles_it(
     # The one-off's time has just come: a scheduler has a moment to take it.
     assert occurrences.overdue(database, thursday + timedelta(seconds=30)) == []
     late = thursday + occurrences.OVERDUE_AFTER
-    assert occurrences.overdue(database, late) == [
-        occurrences.Overdue(once.id, thursday, NY, slug)
-    ]
+    assert occurrences.overdue(database, late) == [occurrences.Overdue(once.id, thursday, NY, slug)]
     # Friday's cadence slot too, once it is as late.
     friday = FRIDAY + timedelta(minutes=5)
     assert [(o.schedule_id, o.slot) for o in occurrences.overdue(database, friday)] == [
