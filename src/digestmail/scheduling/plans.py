@@ -127,6 +127,21 @@ class ScheduleInfo:
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(zone(self.zone))
 
+    def coming(self, count: int) -> list[datetime]:
+        """Its next ``count`` sends (a one-off: its one), those staff skipped left out."""
+        if self.next_run is None:
+            return []
+        if self.every is None or self.at is None or self.start is None:
+            return [self.next_run]
+        cadence = Cadence(self.every, self.at, self.zone, self.start)
+        skipped = set(self.skipping)
+        found, slot = [self.next_run], self.next_run
+        while len(found) < count:
+            slot = cadence.after(slot)
+            if slot not in skipped:
+                found.append(slot)
+        return found
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id,
