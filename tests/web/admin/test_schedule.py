@@ -60,6 +60,27 @@ def test_a_one_off_send_made_moved_paused_and_cancelled(settings: Settings, tmp_
         assert Admin.notice(moved) == (
             f"Moved: “{title}” now goes out Fri 09 May 2031 07:00 CEST (Europe/Berlin)."
         )
+        # Moved into the hour the clocks skip: the page asks, and the choice is kept.
+        gap = admin.post(
+            f"/admin/schedule/{sid}/move", {"date": "2032-03-14", "time": "02:15", "tz": NY}
+        )
+        assert gap.status_code == 422 and "which did you mean?" in gap.text
+        later = re.findall(r'name="moment" value="([^"]+)"', gap.text)[1]
+        moved = admin.follow(
+            admin.post(
+                f"/admin/schedule/{sid}/move",
+                {"date": "2032-03-14", "time": "02:15", "tz": NY, "moment": later},
+            )
+        )
+        assert Admin.notice(moved) == (
+            f"Moved: “{title}” now goes out Sun 14 Mar 2032 03:15 EDT (America/New_York)."
+        )
+        moved = admin.follow(
+            admin.post(
+                f"/admin/schedule/{sid}/move",
+                {"date": "2031-05-09", "time": "07:00", "tz": "Europe/Berlin"},
+            )
+        )
         paused = admin.follow(admin.post(f"/admin/schedule/{sid}/pause"))
         assert Admin.notice(paused).startswith("Paused: nothing is sent until you press Continue.")
         info = scheduling.schedule_info(db, sid)
@@ -102,9 +123,27 @@ def test_refusals_in_plain_words(settings: Settings, tmp_path: Path) -> None:
         assert once(admin, date="2020-01-01", time="09:00").startswith(
             "That time has passed (it is now "
         )
-        assert once(admin, date="2031-03-09", time="02:30") == (
+        # A time the clocks skip: the page offers the times either side of it.
+        r = admin.post(
+            "/admin/schedule/once", {"issue": slug, "date": "2031-03-09", "time": "02:30", "tz": NY}
+        )
+        assert r.status_code == 422
+        assert Admin.notice(r) == (
             "09 Mar 2031, 02:30 does not exist in America/New_York: the clocks skip that hour "
-            "when summer time starts, and the send would be lost. Choose another time."
+            "when summer time starts. Choose one of the times either side of it, or another time."
+        )
+        assert "That time does not exist that day: which did you mean?" in r.text
+        gap = re.findall(r'name="moment" value="([^"]*)"', r.text)
+        assert gap == ["2031-03-09T06:30:00+00:00", "2031-03-09T07:30:00+00:00", ""]
+        assert "Sun 09 Mar 2031 01:30 EST (America/New_York) (before the clocks go forward)" in (
+            r.text
+        )
+        assert "Sun 09 Mar 2031 03:30 EDT (America/New_York) (after the clocks go forward)" in (
+            r.text
+        )
+        # "Another time" keeps what is typed: the same time is asked about again.
+        assert once(admin, date="2031-03-09", time="02:30", moment="").startswith(
+            "09 Mar 2031, 02:30 does not exist"
         )
         assert once(admin, date="2031-05-02", time="9 o'clock") == (
             "The date and time could not be read: give a date and a time such as 09:30."
@@ -127,8 +166,8 @@ def test_refusals_in_plain_words(settings: Settings, tmp_path: Path) -> None:
             "02 Nov 2031, 01:30 happens twice in America/New_York: the clocks go back that "
             "night. Choose which one you mean."
         )
-        choices = re.findall(r'name="moment" value="([^"]+)"', r.text)
-        assert choices == ["2031-11-02T05:30:00+00:00", "2031-11-02T06:30:00+00:00"]
+        choices = re.findall(r'name="moment" value="([^"]*)"', r.text)
+        assert choices == ["2031-11-02T05:30:00+00:00", "2031-11-02T06:30:00+00:00", ""]
         assert "Sun 02 Nov 2031 01:30 EST (America/New_York)" in r.text
         made = admin.post(
             "/admin/schedule/once",

@@ -4,9 +4,9 @@ paused, continued or cancelled, and what became of the recent sends.
 The same ``scheduling`` functions as ``digestmail schedule …`` (``add_cadence``,
 ``add_one_off``, ``move``, ``skip``, ``pause``, ``resume``, ``cancel``, ``overview``,
 ``history``), with the same refusals, said in words (``words.schedule_problem``). The
-scheduler picks a change up within seconds. A local time the clocks pass twice is not
-refused for good: the page offers the two moments, and the one chosen is sent with its
-offset.
+scheduler picks a change up within seconds. A local time the clocks skip or pass twice
+is not refused for good: the page offers the two moments it could mean
+(``words.time_choice``), and the one chosen is sent with its offset.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from digestmail.campaigns import CampaignError
 from digestmail.db import Database
 from digestmail.models import ID_MAX, IssueStatus, ScheduleKind, ScheduleStatus, utcnow
 from digestmail.notify import when as zoned
-from digestmail.scheduling import AmbiguousTime, ScheduleError, ScheduleInfo, ScheduleNotFound
+from digestmail.scheduling import ScheduleError, ScheduleInfo, ScheduleNotFound
 from digestmail.scheduling.times import WEEKDAYS, zone
 from digestmail.web.admin import words
 from digestmail.web.admin.common import PREFIX, Notice, current_staff, form_text, page, redirect
@@ -49,11 +49,6 @@ def zone_names() -> list[str]:
 def _moment(form_date: str, form_time: str) -> str:
     """The form's date and time as the one string ``scheduling`` reads."""
     return f"{form_date.strip()}T{form_time.strip()}"
-
-
-def _choices(exc: AmbiguousTime) -> list[tuple[str, str]]:
-    """The two moments a local time names on the night the clocks go back: (value, words)."""
-    return [(c.isoformat(), zoned(c, exc.zone)) for c in exc.choices]
 
 
 def _list_page(
@@ -85,7 +80,7 @@ def _list_page(
             "tz": settings.timezone,
             "start": "",
         },
-        "choices": [],
+        "choice": None,
     }
     return page(
         request,
@@ -140,9 +135,9 @@ def _add_once(request: Request, values: dict[str, str]) -> Response:
         return _list_page(
             request,
             status_code=422,
-            notice=Notice(words.schedule_problem(exc), "problem"),
+            notice=Notice(words.schedule_problem(exc, choosing=True), "problem"),
             once=values,
-            choices=_choices(exc) if isinstance(exc, AmbiguousTime) else [],
+            choice=words.time_choice(exc),
         )
     assert info.run_at is not None
     return redirect(
@@ -224,7 +219,7 @@ def _schedule_page(
             "time": local.strftime("%H:%M") if local else "",
             "tz": info.zone,
         },
-        "choices": [],
+        "choice": None,
     }
     return page(
         request,
@@ -340,9 +335,9 @@ def _move(request: Request, schedule_id: int, values: dict[str, str]) -> Respons
             request,
             schedule_id,
             status_code=422,
-            notice=Notice(words.schedule_problem(exc), "problem"),
+            notice=Notice(words.schedule_problem(exc, choosing=True), "problem"),
             move=values,
-            choices=_choices(exc) if isinstance(exc, AmbiguousTime) else [],
+            choice=words.time_choice(exc),
         )
     assert info.run_at is not None
     return redirect(

@@ -227,8 +227,9 @@ def outcome(o: OccurrenceInfo) -> str:
     return "Skipped by staff"
 
 
-def schedule_problem(exc: ScheduleError | CampaignError) -> str:
-    """One sentence for a refusal of the scheduling code."""
+def schedule_problem(exc: ScheduleError | CampaignError, *, choosing: bool = False) -> str:
+    """One sentence for a refusal of the scheduling code. ``choosing``: the page offers
+    the moments a time the clocks skip or pass twice could mean (``time_choice``)."""
     if isinstance(exc, CampaignError):
         if isinstance(exc, CampaignExists):
             return (
@@ -250,10 +251,13 @@ def schedule_problem(exc: ScheduleError | CampaignError) -> str:
             return "Choose the weekday it goes out on."
         return "A rhythm in days has no weekday: choose weeks, or leave the weekday out."
     if isinstance(exc, NonexistentTime):
-        return (
+        said = (
             f"{exc.local:%d %b %Y, %H:%M} does not exist in {exc.zone}: the clocks skip that "
-            "hour when summer time starts, and the send would be lost. Choose another time."
+            "hour when summer time starts"
         )
+        if choosing:
+            return f"{said}. Choose one of the times either side of it, or another time."
+        return f"{said}, and the send would be lost. Choose another time."
     if isinstance(exc, AmbiguousTime):
         return (
             f"{exc.local:%d %b %Y, %H:%M} happens twice in {exc.zone}: the clocks go back "
@@ -282,6 +286,33 @@ def schedule_problem(exc: ScheduleError | CampaignError) -> str:
         nearest = ", ".join(f"{zoned(s, exc.zone)}" for s in exc.nearest)
         return f"There is no send on {exc.day:%d %b %Y}. The next ones: {nearest}."
     return str(exc)
+
+
+@dataclass(frozen=True)
+class TimeChoice:
+    """The question a form asks about a time the clocks skip or pass twice: its legend,
+    and its options as (value of the form's ``moment`` field, words); the last option,
+    with no value, keeps the date and time as typed."""
+
+    legend: str
+    options: list[tuple[str, str]]
+
+
+def time_choice(exc: ScheduleError | CampaignError) -> TimeChoice | None:
+    """The moments a local time could mean, to choose from; None for other refusals."""
+    if isinstance(exc, AmbiguousTime):
+        legend = "That time happens twice: which one?"
+        notes = ("the first, before the clocks go back", "the second, after the clocks go back")
+    elif isinstance(exc, NonexistentTime):
+        legend = "That time does not exist that day: which did you mean?"
+        notes = ("before the clocks go forward", "after the clocks go forward")
+    else:
+        return None
+    options = [
+        (moment.isoformat(), f"{zoned(moment, exc.zone)} ({note})")
+        for moment, note in zip(exc.choices, notes, strict=True)
+    ]
+    return TimeChoice(legend, [*options, ("", "Another time: the date and time below")])
 
 
 def _wrong_state(exc: WrongState) -> str:
