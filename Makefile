@@ -4,15 +4,28 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean schema
+.PHONY: run test lint typecheck pytest bench clean schema lock
 JS     := tests/js
 AXE    := $(JS)/node_modules/.package-lock.json
 
-$(STAMP): pyproject.toml
+# Exactly the versions in the lock files (what CI tested, what the Dockerfile installs),
+# then the project itself; `pip check` fails if pyproject.toml names a package the lock
+# lacks (run `make lock`).
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
+
+# Refresh the lock files from pyproject.toml: new dependencies are added and pinned,
+# pinned ones stay as they are unless UPGRADE=1 (then everything moves to its newest).
+COMPILE = $(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-index-url \
+	--no-emit-find-links --no-emit-trusted-host $(if $(UPGRADE),--upgrade)
+lock: $(STAMP)
+	$(COMPILE) -o requirements.lock pyproject.toml
+	$(COMPILE) --extra dev -o requirements-dev.lock pyproject.toml
 
 # Embedded defaults: SQLite subscribers.db, outbox transport. The example issue's
 # picture goes into the media folder the app serves (/media/), the issue is stored and
@@ -37,8 +50,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers for most tests (2 cores); tests of real processes against the clock then
+# run alone, so that a loaded core cannot make them miss a deadline.
 pytest: $(STAMP) $(AXE)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/pytest -m serial $(PYTEST_ARGS)
 
 # axe-core for the browser tests, at the exact version of tests/js/package-lock.json.
 # Without npm the accessibility checks are skipped (and fail in CI, which installs it).

@@ -33,7 +33,8 @@ N = 3000
 BATCH = 50
 DIGESTMAIL = str(Path(sys.executable).parent / "digestmail")
 
-pytestmark = pytest.mark.slow
+# Real processes racing the clock: run alone, after the rest (see the Makefile).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def _start(*args: str) -> subprocess.Popen[bytes]:

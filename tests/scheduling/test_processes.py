@@ -33,7 +33,8 @@ from tests.campaign_helpers import add_subscribers, outbox_counts, store_volume
 D = cast(Table, Delivery.__table__)
 DIGESTMAIL = str(Path(sys.executable).parent / "digestmail")
 
-pytestmark = pytest.mark.slow
+# Real processes racing the clock: run alone, after the rest (see the Makefile).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 GRACE = 10
 
 
