@@ -321,7 +321,7 @@ def test_a_scheduled_send_from_the_dashboard_and_a_reader_who_leaves(
 
         # The issue, a few seconds from now (the time zone is UTC, the form's default).
         go("Schedule")
-        at = (utcnow() + timedelta(seconds=8)).replace(microsecond=0)
+        at = (utcnow() + timedelta(seconds=15)).replace(microsecond=0)
         page.get_by_label("Issue", exact=True).select_option(issue.slug)
         page.get_by_label("Date").first.fill(at.date().isoformat())
         page.get_by_label("Time", exact=True).first.fill(at.strftime("%H:%M:%S"))
