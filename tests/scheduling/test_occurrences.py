@@ -179,6 +179,9 @@ def test_slots_passed_while_nobody_ran_are_recorded_missed_once(
         [(sid, FRIDAY), (sid, SECOND), (once, datetime(2025, 3, 1, 14, 0, tzinfo=UTC))]
     )
     assert {m.slug for m in found if m.schedule_id == once} == {slug}
+    # The history says which issue did not go out (as when APScheduler reports the miss).
+    recorded = scheduling.history(database, schedule_id=once, now=back)
+    assert [(o.outcome, o.issue_slug) for o in recorded] == [(OccurrenceOutcome.MISSED, slug)]
     assert occurrences.settle(database, grace, back + timedelta(minutes=5)) == []
     assert scheduling.schedule_info(database, once).status is ScheduleStatus.DONE
     assert campaigns.list_campaigns(database) == []

@@ -281,7 +281,16 @@ def settle(db: Database, settings: Settings, now: datetime) -> list[Missed]:
             slug = _slug(conn, row.issue_id)
             for slot in slots:
                 if slot not in done:
-                    _record(conn, schedule_id, slot, OccurrenceOutcome.MISSED, now)
+                    # A one-off's issue is kept with its missed slot, as in record_missed:
+                    # the history says which issue did not go out.
+                    _record(
+                        conn,
+                        schedule_id,
+                        slot,
+                        OccurrenceOutcome.MISSED,
+                        now,
+                        issue_id=row.issue_id,
+                    )
                     found.append(Missed(schedule_id, slot, row.timezone, now - slot, slug))
             values: dict[str, Any] = {"settled_until": horizon}
             if row.kind is ScheduleKind.ONCE and row.run_at <= horizon:
