@@ -10,20 +10,24 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from digestmail.cli.serve import attach_scheduler
 from digestmail.config import Settings
 from digestmail.web import create_app
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """Yield the base URL of the running app; stop it on exit."""
+def serve(settings: Settings, *, scheduler: bool = False) -> Iterator[str]:
+    """Yield the base URL of the running app; stop it on exit. ``scheduler``: with the
+    scheduler in the same process, started and stopped with the app, as ``digestmail
+    serve`` runs it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings), log_level="warning", lifespan="on", proxy_headers=True
-    )
+    app = create_app(settings)
+    if scheduler:
+        attach_scheduler(app, settings)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=True)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

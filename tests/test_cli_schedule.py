@@ -52,6 +52,7 @@ def test_a_one_off_send_is_scheduled_by_slug(db: Database, tmp_path: Path) -> No
     [
         ("2001-01-01T09:00", "is in the past"),
         ("2030-03-10T02:30", "does not exist in America/New_York: the clocks skip that hour"),
+        ("2030-03-10T02:30", "Choose another time, such as 01:30 or 03:30."),
         ("2030-11-03T01:30", "happens twice in America/New_York (the clocks go back that night)"),
         ("next friday", "is not a date and time: 2025-03-14T09:00"),
     ],

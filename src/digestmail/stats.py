@@ -11,21 +11,48 @@ delivered.
 Complaints decide whether mailbox providers keep taking the list's mail: Gmail and
 Yahoo throttle senders whose complaint rate passes 0.3%. ``COMPLAINT_LEVELS`` marks a
 campaign past 0.1% with a warning and at 0.3% with an alarm.
+
+``list_growth`` counts the list over time (the dashboard's second chart): how many
+people were subscribed at the end of each week or month, and how many joined and left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, String, cast, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy import union_all as sql_union_all
 
 from digestmail.campaigns.info import counts
 from digestmail.campaigns.tables import C, I
 from digestmail.db import Database
-from digestmail.models import DeliveryState, Event, EventKind
+from digestmail.models import (
+    DeliveryState,
+    Event,
+    EventKind,
+    Subscriber,
+    SubscriberChange,
+    SubscriberStatus,
+    utcnow,
+)
 
 
 class Level(StrEnum):
@@ -60,6 +87,7 @@ class CampaignFigures:
     campaign_id: int
     issue_slug: str
     transport: str
+    volume: str  # the issue's volume, e.g. "4.1": a short label for charts
     sent: int  # recipients the mail service accepted
     delivered: int
     bounced: int
@@ -112,7 +140,7 @@ def figures(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, Campaign
     meta = {
         r.id: r
         for r in conn.execute(
-            select(C.c.id, C.c.transport, I.c.slug)
+            select(C.c.id, C.c.transport, I.c.slug, I.c.volume)
             .select_from(C.join(I, I.c.id == C.c.issue_id))
             .where(C.c.id.in_(campaign_ids))
         )
@@ -138,6 +166,7 @@ def figures(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, Campaign
             campaign_id=cid,
             issue_slug=m.slug,
             transport=m.transport,
+            volume=m.volume,
             sent=sent,
             delivered=delivered,
             bounced=got.get("bounced", 0),
@@ -167,3 +196,124 @@ def recent_figures(db: Database, last: int = 10) -> list[CampaignFigures]:
         )
         found = figures(conn, ids)
     return [found[cid] for cid in sorted(found)]
+
+
+# --- the list over time -----------------------------------------------------------------
+
+
+class Period(StrEnum):
+    WEEK = "week"  # Monday to Sunday
+    MONTH = "month"
+
+
+# The most periods one chart asks for (ten years of months).
+PERIODS_MAX = 120
+# Numbers written into the SQL, not bound: PostgreSQL must see them as integers.
+_ONE: ColumnElement[int] = literal_column("1", Integer)
+_ZERO: ColumnElement[int] = literal_column("0", Integer)
+
+
+@dataclass(frozen=True)
+class GrowthPoint:
+    """One week or month of the list."""
+
+    start: date  # its first day, on the calendar of the zone asked for
+    active: int  # subscribed at its end (for the current period: now)
+    joined: int  # became subscribed during it (confirmed, added, or brought back)
+    left: int  # stopped being subscribed (unsubscribed, bounced, complained)
+
+
+def period_start(day: date, period: Period) -> date:
+    """The first day of the week (Monday) or month ``day`` is in."""
+    if period is Period.WEEK:
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def _period_before(start: date, period: Period) -> date:
+    if period is Period.WEEK:
+        return start - timedelta(days=7)
+    return (start - timedelta(days=1)).replace(day=1)
+
+
+def _moves() -> Any:
+    """Every moment someone became subscribed (+1) or stopped being subscribed (-1).
+
+    From the history of status changes; for subscribers from before the history was
+    kept, from their dates: subscribed when confirmed (or added), left when they
+    unsubscribed (or, bounced or complained, when their row last changed); and for those
+    whose history starts while they were subscribed, subscribed since they were added.
+    Erased people are gone from every count.
+    """
+    sc, sub = SubscriberChange, Subscriber
+    active = SubscriberStatus.ACTIVE
+    has_history = exists().where(sc.subscriber_id == sub.id)
+    first_old = (
+        select(sc.old_status)
+        .where(sc.subscriber_id == sub.id)
+        .order_by(sc.at, sc.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    gone = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+    return sql_union_all(
+        # Changes never go from a status to itself: into active is +1, out of it -1.
+        select(
+            sc.at.label("at"),
+            case((sc.new_status == active, _ONE), else_=literal_column("-1")).label("delta"),
+        ).where(or_(sc.new_status == active, sc.old_status == active)),
+        select(func.coalesce(sub.confirmed_at, sub.created_at), _ONE).where(
+            ~has_history, or_(sub.status == active, sub.confirmed_at.is_not(None))
+        ),
+        select(func.coalesce(sub.unsubscribed_at, sub.updated_at), literal_column("-1")).where(
+            ~has_history, sub.status.in_(gone), sub.confirmed_at.is_not(None)
+        ),
+        select(sub.created_at, _ONE).where(and_(has_history, first_old == active)),
+    ).subquery()
+
+
+def list_growth(
+    db: Database,
+    *,
+    period: Period = Period.MONTH,
+    periods: int = 12,
+    zone: str = "UTC",
+    now: datetime | None = None,
+) -> list[GrowthPoint]:
+    """The list over the last ``periods`` weeks or months (the current one included),
+    oldest first, on the calendar of ``zone``.
+
+    Starts at the first period with anything to show: a list younger than the chart has
+    fewer points, and a list nobody ever subscribed to has none. One grouped query
+    whatever the size of the list.
+    """
+    now = now or utcnow()
+    periods = max(1, min(periods, PERIODS_MAX))
+    tz = ZoneInfo(zone)
+    starts = [period_start(now.astimezone(tz).date(), period)]
+    while len(starts) < periods:
+        starts.insert(0, _period_before(starts[0], period))
+    bounds = [datetime.combine(d, time(0), tz) for d in starts]
+    moves = _moves()
+    # Bucket -1: before the chart (the count it starts from); i: in period i.
+    bucket = case(
+        *((moves.c.at < b, literal_column(str(i - 1))) for i, b in enumerate(bounds)),
+        else_=literal_column(str(len(bounds) - 1)),
+    ).label("bucket")
+    inner = select(bucket, moves.c.delta).where(moves.c.at <= now).subquery()
+    query = select(
+        inner.c.bucket,
+        func.sum(case((inner.c.delta > 0, _ONE), else_=_ZERO)),
+        func.sum(case((inner.c.delta < 0, _ONE), else_=_ZERO)),
+    ).group_by(inner.c.bucket)
+    with db.engine.connect() as conn:
+        found = {int(b): (int(j), int(left)) for b, j, left in conn.execute(query)}
+    joined_before, left_before = found.pop(-1, (0, 0))
+    count = joined_before - left_before
+    points: list[GrowthPoint] = []
+    for i, start in enumerate(starts):
+        joined, left = found.get(i, (0, 0))
+        count += joined - left
+        if count or joined or left or points:
+            points.append(GrowthPoint(start, count, joined, left))
+    return points

@@ -179,6 +179,9 @@ def test_slots_passed_while_nobody_ran_are_recorded_missed_once(
         [(sid, FRIDAY), (sid, SECOND), (once, datetime(2025, 3, 1, 14, 0, tzinfo=UTC))]
     )
     assert {m.slug for m in found if m.schedule_id == once} == {slug}
+    # The history says which issue did not go out (as when APScheduler reports the miss).
+    recorded = scheduling.history(database, schedule_id=once, now=back)
+    assert [(o.outcome, o.issue_slug) for o in recorded] == [(OccurrenceOutcome.MISSED, slug)]
     assert occurrences.settle(database, grace, back + timedelta(minutes=5)) == []
     assert scheduling.schedule_info(database, once).status is ScheduleStatus.DONE
     assert campaigns.list_campaigns(database) == []
@@ -274,3 +277,36 @@ def test_a_reminder_the_day_before_when_nothing_is_ready_once(
     with database.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(SCH)) == 2
         assert conn.scalar(select(func.count()).select_from(SUBSCRIBERS)) == 0
+
+
+def test_a_slot_nobody_took_is_overdue_until_a_scheduler_settles_it(
+    database: Database, grace: Settings, tmp_path: Path
+) -> None:
+    sid = _cadence(database, grace)
+    slug = store_volume(database, grace, tmp_path, "9.2", "2024-03-15", ready=True)
+    once = scheduling.add_one_off(database, grace, slug, at="2025-02-27T09:00", tz=NY, now=NOW)
+    assert occurrences.overdue(database, NOW) == []
+    thursday = datetime(2025, 2, 27, 14, 0, tzinfo=UTC)
+    # The one-off's time has just come: a scheduler has a moment to take it.
+    assert occurrences.overdue(database, thursday + timedelta(seconds=30)) == []
+    late = thursday + occurrences.OVERDUE_AFTER
+    assert occurrences.overdue(database, late) == [occurrences.Overdue(once.id, thursday, NY, slug)]
+    # Friday's cadence slot too, once it is as late.
+    friday = FRIDAY + timedelta(minutes=5)
+    assert [(o.schedule_id, o.slot) for o in occurrences.overdue(database, friday)] == [
+        (sid, FRIDAY),
+        (once.id, thursday),
+    ]
+    # A scheduler that starts records them (sent late, or missed past the grace).
+    occurrences.settle(database, grace, friday + timedelta(hours=2))
+    assert occurrences.overdue(database, friday + timedelta(hours=2)) == []
+    assert [o.outcome for o in scheduling.history(database, now=friday + timedelta(hours=2))] == [
+        OccurrenceOutcome.MISSED,
+        OccurrenceOutcome.MISSED,
+    ]
+    # A slot taken on time is never overdue.
+    add_subscribers(database, 1)
+    store_volume(database, grace, tmp_path, "9.3", "2024-03-29", ready=True)
+    taken = occurrences.take_slot(database, grace, sid, SECOND)
+    assert taken.outcome is OccurrenceOutcome.SENT
+    assert occurrences.overdue(database, SECOND + timedelta(minutes=10)) == []

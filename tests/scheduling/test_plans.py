@@ -11,7 +11,7 @@ from digestmail import campaigns, scheduling
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.issues import get_issue
-from digestmail.models import IssueStatus, ScheduleKind, ScheduleStatus
+from digestmail.models import IssueStatus, OccurrenceOutcome, ScheduleKind, ScheduleStatus
 from digestmail.scheduling import (
     Action,
     AlreadyScheduled,
@@ -197,3 +197,51 @@ def test_ready_and_unready_report_the_one_off_waiting(
     assert result.status is IssueStatus.DRAFT and [s.id for s in result.waiting] == [once.id]
     with pytest.raises(campaigns.IssueNotFound):
         scheduling.set_ready(database, "nope", True)
+
+
+def test_the_next_send_and_what_it_sends(
+    database: Database, settings: Settings, tmp_path: Path
+) -> None:
+    assert scheduling.next_send(database, now=NOW) is None  # nothing scheduled
+    cadence = _cadence(database, settings)
+    upcoming = scheduling.next_send(database, now=NOW)
+    assert upcoming is not None and upcoming.id == cadence.id
+    assert upcoming.next_run == datetime(2025, 2, 28, 14, 0, tzinfo=UTC)
+    assert upcoming.issue_slug is None and not upcoming.sends_an_issue
+    ready = store_volume(database, settings, tmp_path, "9.2", "2024-03-15", ready=True)
+    upcoming = scheduling.next_send(database, now=NOW)
+    assert upcoming is not None and upcoming.issue_slug == ready and upcoming.sends_an_issue
+    assert upcoming.issue_title == get_issue(database, ready).title  # type: ignore[union-attr]
+    # A one-off before it goes first; its issue a draft again: it would send nothing.
+    draft = store_volume(database, settings, tmp_path, "9.3", "2024-03-29")
+    once = scheduling.add_one_off(database, settings, draft, at="2025-02-26T09:00", tz=NY, now=NOW)
+    scheduling.set_ready(database, draft, False)
+    upcoming = scheduling.next_send(database, now=NOW)
+    assert upcoming is not None and upcoming.id == once.id
+    assert upcoming.issue_slug == draft and upcoming.issue_status is IssueStatus.DRAFT
+    assert not upcoming.sends_an_issue
+    # Paused schedules send nothing: the next send is the other one's.
+    scheduling.pause(database, once.id, now=NOW)
+    assert scheduling.next_send(database, now=NOW).id == cadence.id  # type: ignore[union-attr]
+    scheduling.pause(database, cadence.id, now=NOW)
+    assert scheduling.next_send(database, now=NOW) is None
+
+
+def test_history_of_one_schedule_or_all(
+    database: Database, settings: Settings, tmp_path: Path
+) -> None:
+    assert scheduling.history(database, now=NOW) == []
+    first = _cadence(database, settings)
+    second = _cadence(database, settings, on="thu")
+    scheduling.skip(database, first.id, on="2025-02-28", now=NOW)
+    scheduling.skip(database, second.id, on="2025-02-27", now=NOW)
+    later = datetime(2025, 3, 1, tzinfo=UTC)
+    everything = scheduling.history(database, now=later)
+    assert [(o.schedule_id, o.outcome) for o in everything] == [
+        (first.id, OccurrenceOutcome.CANCELLED),
+        (second.id, OccurrenceOutcome.CANCELLED),
+    ]
+    only = scheduling.history(database, schedule_id=second.id, now=later)
+    assert [o.slot for o in only] == [datetime(2025, 2, 27, 14, 0, tzinfo=UTC)]
+    assert scheduling.history(database, now=later, limit=1) == everything[:1]
+    assert scheduling.history(database, now=NOW) == []  # slots still ahead are not history

@@ -82,6 +82,11 @@ def test_a_local_time_the_clocks_skip_or_pass_twice_is_refused() -> None:
     with pytest.raises(NonexistentTime) as gap:
         parse_moment("2025-03-09T02:30", NY)
     assert gap.value.local == datetime(2025, 3, 9, 2, 30) and gap.value.zone == NY
+    # What it could have meant: an hour early or an hour late on the clock.
+    assert gap.value.choices == (
+        datetime(2025, 3, 9, 6, 30, tzinfo=UTC),  # 01:30 EST
+        datetime(2025, 3, 9, 7, 30, tzinfo=UTC),  # 03:30 EDT
+    )
     with pytest.raises(AmbiguousTime) as fold:
         parse_moment("2025-11-02T01:30", NY)
     assert fold.value.choices == (
@@ -116,8 +121,17 @@ def test_every_local_time_written_out_reads_back_as_itself(local: datetime, tz: 
     local = local.replace(microsecond=0)
     try:
         moment = parse_moment(local.isoformat(), tz)
-    except (NonexistentTime, AmbiguousTime):
-        return  # only around a clock change, and said so
+    except (NonexistentTime, AmbiguousTime) as exc:
+        # Only around a clock change, and said so with the two moments it could mean:
+        # on the clock, one before the time asked and one after it (a gap), or the time
+        # asked itself, twice (a fold).
+        first, second = (c.astimezone(zone(tz)).replace(tzinfo=None) for c in exc.choices)
+        assert exc.choices[0] < exc.choices[1]
+        if isinstance(exc, NonexistentTime):
+            assert first < local < second
+        else:
+            assert first == local == second
+        return
     assert moment.astimezone(zone(tz)).replace(tzinfo=None) == local
     # Written with its offset, the moment is read back exactly.
     assert parse_moment(moment.astimezone(zone(tz)).isoformat(), "UTC") == moment

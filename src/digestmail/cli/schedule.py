@@ -119,9 +119,12 @@ def schedule_problem(exc: ScheduleError | CampaignError) -> str:
             return "A cadence in weeks needs its weekday: add --on fri (or mon … sun)."
         return "--on is for a cadence in weeks (--every 2w); a cadence in days has no weekday."
     if isinstance(exc, NonexistentTime):
+        # Clock times, not moments: the advice fits a cadence's --at as well as a one-off's.
+        before, after = (f"{c.astimezone(zone(exc.zone)):%H:%M}" for c in exc.choices)
         return (
             f"{exc.local:%Y-%m-%d %H:%M} does not exist in {exc.zone}: the clocks skip that "
-            "hour when daylight saving time starts. Choose another time."
+            f"hour when daylight saving time starts. Choose another time, such as {before} "
+            f"or {after}."
         )
     if isinstance(exc, AmbiguousTime):
         first, second = (iso(c, exc.zone) for c in exc.choices)

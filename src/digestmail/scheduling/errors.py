@@ -49,12 +49,16 @@ class MissingValue(ScheduleError):
 
 
 class NonexistentTime(ScheduleError):
-    """The wall-clock time does not happen on that day (the clocks skip it)."""
+    """The wall-clock time does not happen on that day (the clocks skip it); ``choices``
+    are the two moments it could have meant, earlier first: that time read on the clock
+    after the change (which shows it an hour early, 01:30 for 02:30) and on the clock
+    before it (an hour late, 03:30)."""
 
-    def __init__(self, local: datetime, zone: str) -> None:
+    def __init__(self, local: datetime, zone: str, choices: tuple[datetime, datetime]) -> None:
         super().__init__(f"{local:%Y-%m-%d %H:%M} does not exist in {zone}")
         self.local = local
         self.zone = zone
+        self.choices = choices
 
 
 class AmbiguousTime(ScheduleError):

@@ -8,7 +8,8 @@ Sending itself is ``campaigns.run_campaign``, after the commit.
 
 ``settle`` records the slots that passed beyond the grace with nobody to send them
 (the scheduler was down): missed, never sent days late by surprise. ``stalled`` finds
-campaigns whose sender is gone, ``due_reminders`` the sends coming up with nothing ready.
+campaigns whose sender is gone, ``due_reminders`` the sends coming up with nothing ready,
+``overdue`` the slots whose time passed with no scheduler there to take them.
 No APScheduler here: the scheduler process (``runner``) calls these.
 """
 
@@ -53,6 +54,8 @@ TOLERANCE = timedelta(seconds=1)
 REMIND_AHEAD = timedelta(hours=24)
 # A scheduled campaign that nobody started this long after its slot was taken.
 STUCK_AFTER = timedelta(seconds=60)
+# A slot this far in the past with no outcome recorded: no scheduler took it.
+OVERDUE_AFTER = timedelta(minutes=2)
 SEEKING = (ScheduleStatus.ACTIVE, ScheduleStatus.PAUSED)
 
 
@@ -77,7 +80,7 @@ def pick_issue(conn: Connection) -> AnyRow | None:
         SCH.c.status.in_(SEEKING),
     )
     return conn.execute(
-        select(I.c.id, I.c.slug)
+        select(I.c.id, I.c.slug, I.c.title)
         .where(I.c.status == IssueStatus.READY, ~campaigned, ~reserved)
         .order_by(I.c.issue_date.asc().nulls_last(), I.c.created_at, I.c.id)
         .limit(1)
@@ -278,7 +281,16 @@ def settle(db: Database, settings: Settings, now: datetime) -> list[Missed]:
             slug = _slug(conn, row.issue_id)
             for slot in slots:
                 if slot not in done:
-                    _record(conn, schedule_id, slot, OccurrenceOutcome.MISSED, now)
+                    # A one-off's issue is kept with its missed slot, as in record_missed:
+                    # the history says which issue did not go out.
+                    _record(
+                        conn,
+                        schedule_id,
+                        slot,
+                        OccurrenceOutcome.MISSED,
+                        now,
+                        issue_id=row.issue_id,
+                    )
                     found.append(Missed(schedule_id, slot, row.timezone, now - slot, slug))
             values: dict[str, Any] = {"settled_until": horizon}
             if row.kind is ScheduleKind.ONCE and row.run_at <= horizon:
@@ -394,4 +406,34 @@ def due_reminders(db: Database, now: datetime) -> list[Reminder]:
             ).rowcount
             if taken == 1:
                 found.append(Reminder(row.id, slot, row.timezone, draft))
+    return found
+
+
+@dataclass(frozen=True)
+class Overdue:
+    schedule_id: int
+    slot: datetime
+    zone: str
+    slug: str | None  # a one-off's issue
+
+
+def overdue(db: Database, now: datetime) -> list[Overdue]:
+    """Slots of active schedules whose time passed ``OVERDUE_AFTER`` ago or more with
+    nothing recorded: a running scheduler takes a slot within seconds, so nobody is
+    running one (yet). Once a scheduler starts, such a slot is sent late or, past the
+    grace, recorded as missed."""
+    due = now - OVERDUE_AFTER
+    found = []
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            select(SCH).where(SCH.c.status == ScheduleStatus.ACTIVE).order_by(SCH.c.id)
+        ).all()
+        for row in rows:
+            if row.kind is ScheduleKind.ONCE:
+                slot = row.run_at if row.run_at <= due else None
+            else:
+                slot = cadence_of(row).latest(due)
+            if slot is None or slot <= row.settled_until or _recorded(conn, row.id, [slot]):
+                continue
+            found.append(Overdue(row.id, slot, row.timezone, _slug(conn, row.issue_id)))
     return found

@@ -102,12 +102,21 @@ class ScheduleInfo:
     zone: str
     issue_slug: str | None
     next_run: datetime | None
+    # The issue's title and status (a cadence's is ready, or there is none; a one-off's
+    # own issue may be a draft again, and would then be skipped).
+    issue_title: str | None = None
+    issue_status: IssueStatus | None = None
     every: Every | None = None
     at: time | None = None
     start: date | None = None
     run_at: datetime | None = None
     # Future slots staff cancelled ahead of time.
     skipping: list[datetime] = field(default_factory=list)
+
+    @property
+    def sends_an_issue(self) -> bool:
+        """Whether its next send would send an issue as things stand now."""
+        return self.issue_status is IssueStatus.READY
 
     @property
     def weekday(self) -> int | None:
@@ -117,6 +126,21 @@ class ScheduleInfo:
 
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(zone(self.zone))
+
+    def coming(self, count: int) -> list[datetime]:
+        """Its next ``count`` sends (a one-off: its one), those staff skipped left out."""
+        if self.next_run is None:
+            return []
+        if self.every is None or self.at is None or self.start is None:
+            return [self.next_run]
+        cadence = Cadence(self.every, self.at, self.zone, self.start)
+        skipped = set(self.skipping)
+        found, slot = [self.next_run], self.next_run
+        while len(found) < count:
+            slot = cadence.after(slot)
+            if slot not in skipped:
+                found.append(slot)
+        return found
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -156,9 +180,19 @@ class Overview:
 def _info(conn: Connection, row: AnyRow, now: datetime) -> ScheduleInfo:
     upcoming = next_slot(conn, row, now)
     if row.kind is ScheduleKind.ONCE:
-        slug = conn.scalar(select(I.c.slug).where(I.c.id == row.issue_id))
+        issue = conn.execute(
+            select(I.c.slug, I.c.title, I.c.status).where(I.c.id == row.issue_id)
+        ).one()
         return ScheduleInfo(
-            row.id, row.kind, row.status, row.timezone, slug, upcoming, run_at=row.run_at
+            row.id,
+            row.kind,
+            row.status,
+            row.timezone,
+            issue.slug,
+            upcoming,
+            issue_title=issue.title,
+            issue_status=IssueStatus(issue.status),
+            run_at=row.run_at,
         )
     picked = pick_issue(conn) if row.status in SEEKING else None
     skipping = list(
@@ -180,6 +214,8 @@ def _info(conn: Connection, row: AnyRow, now: datetime) -> ScheduleInfo:
         row.timezone,
         picked.slug if picked else None,
         upcoming,
+        issue_title=picked.title if picked else None,
+        issue_status=IssueStatus.READY if picked else None,
         every=cadence.every,
         at=cadence.at,
         start=cadence.start,
@@ -202,27 +238,30 @@ def schedule_info(db: Database, schedule_id: int, *, now: datetime | None = None
         return _info(conn, _row(conn, schedule_id), now or utcnow())
 
 
-def overview(db: Database, *, everything: bool = False, now: datetime | None = None) -> Overview:
-    """Active and paused schedules (``everything``: done and cancelled ones too), and the
-    last occurrences of all of them."""
-    now = now or utcnow()
-    with db.engine.connect() as conn:
-        query = select(SCH).order_by(SCH.c.id)
-        if not everything:
-            query = query.where(SCH.c.status.in_(SEEKING))
-        schedules = [_info(conn, row, now) for row in conn.execute(query).all()]
-        rows = conn.execute(
-            select(OCC, SCH.c.timezone, I.c.slug, C.c.status.label("campaign_status"))
-            .select_from(
-                OCC.join(SCH, SCH.c.id == OCC.c.schedule_id)
-                .outerjoin(I, I.c.id == OCC.c.issue_id)
-                .outerjoin(C, C.c.id == OCC.c.campaign_id)
-            )
-            .where(OCC.c.slot_at <= now)
-            .order_by(OCC.c.slot_at.desc(), OCC.c.id.desc())
-            .limit(RECENT)
-        ).all()
-    recent = [
+def _schedules(conn: Connection, now: datetime, everything: bool) -> list[ScheduleInfo]:
+    query = select(SCH).order_by(SCH.c.id)
+    if not everything:
+        query = query.where(SCH.c.status.in_(SEEKING))
+    return [_info(conn, row, now) for row in conn.execute(query).all()]
+
+
+def _history(
+    conn: Connection, now: datetime, limit: int, schedule_id: int | None = None
+) -> list[OccurrenceInfo]:
+    query = (
+        select(OCC, SCH.c.timezone, I.c.slug, C.c.status.label("campaign_status"))
+        .select_from(
+            OCC.join(SCH, SCH.c.id == OCC.c.schedule_id)
+            .outerjoin(I, I.c.id == OCC.c.issue_id)
+            .outerjoin(C, C.c.id == OCC.c.campaign_id)
+        )
+        .where(OCC.c.slot_at <= now)
+        .order_by(OCC.c.slot_at.desc(), OCC.c.id.desc())
+        .limit(limit)
+    )
+    if schedule_id is not None:
+        query = query.where(OCC.c.schedule_id == schedule_id)
+    return [
         OccurrenceInfo(
             r.schedule_id,
             r.slot_at,
@@ -233,9 +272,37 @@ def overview(db: Database, *, everything: bool = False, now: datetime | None = N
             r.campaign_id,
             r.campaign_status,
         )
-        for r in rows
+        for r in conn.execute(query).all()
     ]
-    return Overview(schedules, recent)
+
+
+def overview(db: Database, *, everything: bool = False, now: datetime | None = None) -> Overview:
+    """Active and paused schedules (``everything``: done and cancelled ones too), and the
+    last occurrences of all of them."""
+    now = now or utcnow()
+    with db.engine.connect() as conn:
+        return Overview(_schedules(conn, now, everything), _history(conn, now, RECENT))
+
+
+def history(
+    db: Database,
+    *,
+    schedule_id: int | None = None,
+    limit: int = RECENT,
+    now: datetime | None = None,
+) -> list[OccurrenceInfo]:
+    """What became of the last ``limit`` slots (of one schedule, or of all), newest first."""
+    with db.engine.connect() as conn:
+        return _history(conn, now or utcnow(), max(1, limit), schedule_id)
+
+
+def next_send(db: Database, *, now: datetime | None = None) -> ScheduleInfo | None:
+    """The schedule that sends soonest, with its next slot and what it would send then
+    (None: nothing is scheduled, or everything is paused)."""
+    now = now or utcnow()
+    with db.engine.connect() as conn:
+        upcoming = [s for s in _schedules(conn, now, False) if s.next_run is not None]
+    return min(upcoming, key=lambda s: (s.next_run, s.id), default=None)
 
 
 # --- what staff say -------------------------------------------------------------------

@@ -110,9 +110,9 @@ def resolve(local: datetime, zone_name: str) -> datetime:
     try:
         if first.utcoffset() == second.utcoffset():
             return first.astimezone(UTC)
-        if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
-            raise NonexistentTime(naive, zone_name)
         earlier, later = sorted((first.astimezone(UTC), second.astimezone(UTC)))
+        if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
+            raise NonexistentTime(naive, zone_name, (earlier, later))
     except OverflowError:
         raise BadValue(Field.MOMENT, local.isoformat(), "out of range") from None
     raise AmbiguousTime(naive, zone_name, (earlier, later))

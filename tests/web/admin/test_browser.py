@@ -1,26 +1,38 @@
 """The staff admin in Debian's Chromium, as a staff member uses it, checked by axe-core.
 
-One walk through the admin on one server and one browser: sign in; upload an issue
+Two walks, each on one server, in one browser. The first: sign in; upload an issue
 with a mistake and see it at its line; fix it; look at the preview on a phone; send a
 test and find it in the outbox; send the issue and pause, continue and cancel it while
 the page follows its progress; import a list and read the report of bad rows; a form
 without its token refused; signed out, every page visited is refused; ten wrong
-passwords slowed down. axe-core checks every page on the way.
+passwords slowed down. The second, with the scheduler running in the server as
+``digestmail serve`` runs it: set a rhythm, skip one of its sends, pause, continue and
+cancel it; schedule an issue a few seconds ahead and watch the dashboard show the
+sending start and finish without touching the page; find it in the outbox; a reader
+leaves through the link in their email, and their page shows the change and its
+cause; someone who marked the digest as spam is brought back. axe-core checks every
+page on the way.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from digestmail import issues, subscribers
+from digestmail import events, issues, subscribers
 from digestmail.config import Settings
 from digestmail.db import Database
+from digestmail.events.normalise import Normalised
+from digestmail.models import EventKind, EventSource, SubscriberStatus, utcnow
 from tests.adminhelpers import EMAIL, PASSWORD, make_staff
 from tests.axe import Violation, describe, violations
+from tests.campaign_helpers import outbox_messages
 from tests.conftest import EXAMPLE, EXAMPLE_HERO
 from tests.liveserver import serve
 
@@ -223,3 +235,175 @@ def test_the_admin_as_staff_use_it(
     report = "\n".join(f"{name}:\n{describe(v)}" for name, v in failing.items())
     assert not failing, f"axe-core found violations:\n{report}"
     assert len(found) == 19  # every page above was checked
+
+
+def _unsubscribe_link(settings: Settings, email: str, url: str) -> str:
+    """The unsubscribe link in the issue email sent to ``email``, at the test server."""
+    [mail] = [m for m in outbox_messages(settings.outbox_dir) if parseaddr(m["To"])[1] == email]
+    text = mail.get_body(("plain",))
+    assert text is not None
+    found = re.search(r"(\S+/unsubscribe/\S+)", text.get_content())
+    assert found, "no unsubscribe link in the email"
+    return found.group(1).replace(settings.base_url, url)
+
+
+def test_a_scheduled_send_from_the_dashboard_and_a_reader_who_leaves(
+    sqlite_url: str, desk: Page, browser: Browser, example_issue: Path, artifacts_dir: Path
+) -> None:
+    # The scheduler reads the schedules twice a second; the dashboard asks every 5 s.
+    settings = Settings(scheduler_sync=0.5)
+    make_staff(settings)
+    _readers(settings, 4)
+    db = Database(settings.database_url)
+    issue = issues.add_issue(db, settings, example_issue)
+    # reader3 once marked the digest as spam.
+    events.receive(
+        db,
+        settings,
+        [
+            Normalised(
+                event_id="test:spam",
+                kind=EventKind.COMPLAINED,
+                source=EventSource.SENDGRID,
+                email="reader3@example.org",
+                occurred_at=utcnow(),
+                reason="spam report",
+            )
+        ],
+    )
+    found: dict[str, list[Violation]] = {}
+    page = desk
+
+    def check(name: str, on: Page | None = None) -> None:
+        shown = on or page
+        shown.wait_for_load_state()
+        found[name] = violations(shown)
+
+    def notice() -> str:
+        return page.get_by_role("status").first.inner_text()
+
+    def go(section: str) -> None:
+        page.get_by_role("navigation", name="Admin sections").get_by_role(
+            "link", name=section, exact=True
+        ).click()
+
+    with serve(settings, scheduler=True) as url:
+        page.goto(f"{url}/admin")
+        page.get_by_label("Email address").fill(EMAIL)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_text("Nothing is scheduled.")).to_be_visible()
+        check("home, nothing scheduled or sent")
+
+        # A rhythm: every other Friday; one of its sends skipped; paused, continued, cancelled.
+        go("Schedule")
+        check("schedule, empty")
+        page.get_by_label("Time zone").last.fill("America/New_York")
+        page.get_by_role("button", name="Set the rhythm").click()
+        assert notice().startswith(
+            "Scheduled: every 2 weeks on Friday at 09:00 (America/New_York). The first send is "
+        )
+        assert (
+            notice().endswith("The oldest issue ready to send.") or "No issue is ready" in notice()
+        )
+        check("schedule, a rhythm")
+        page.get_by_role("button", name=re.compile("^Skip the send of")).nth(1).click()
+        assert re.fullmatch(r"The send of .+ will not go out\. The next send is .+\.", notice())
+        expect(page.get_by_text("Skipped: ")).to_be_visible()
+        page.get_by_role("button", name="Pause").click()
+        assert notice().startswith("Paused:")
+        page.get_by_role("button", name="Continue").click()
+        assert notice().startswith("Continuing. The next send is ")
+        page.get_by_role("link", name="Cancel…").click()
+        check("schedule, cancel")
+        page.get_by_role("button", name="Yes, cancel it").click()
+        assert notice().startswith("Cancelled:")
+
+        # The issue, a few seconds from now (the time zone is UTC, the form's default).
+        go("Schedule")
+        at = (utcnow() + timedelta(seconds=15)).replace(microsecond=0)
+        page.get_by_label("Issue", exact=True).select_option(issue.slug)
+        page.get_by_label("Date").first.fill(at.date().isoformat())
+        page.get_by_label("Time", exact=True).first.fill(at.strftime("%H:%M:%S"))
+        page.get_by_role("button", name="Schedule it").click()
+        assert notice().startswith(f"Scheduled: “{issue.title}” goes out ")
+        check("schedule, one issue")
+
+        # The dashboard says what goes out next, then shows it sent, by itself.
+        go("Home")
+        expect(page.get_by_text("It will send")).to_contain_text(issue.title)
+        check("home, the next send")
+        done = page.locator("#recent ~ div tr, section[aria-labelledby=recent] tr").filter(
+            has_text=issue.slug
+        )
+        expect(done.get_by_text("Sent", exact=True)).to_be_visible(timeout=90_000)
+        expect(page.get_by_text("Nothing is being sent right now.")).to_be_visible()
+        expect(page.locator("#issues-sent-desc")).to_have_text(
+            "Sent, by issue, oldest first. Vol. 4.1: 3."
+        )
+        page.screenshot(path=str(artifacts_dir / "admin-dashboard-1280.png"), full_page=True)
+        check("home, after the scheduled send (charts)")
+        go("Outbox")
+        for i in range(3):
+            expect(page.get_by_role("row").filter(has_text=f"reader{i}@example.org")).to_have_count(
+                1
+            )
+        expect(page.get_by_role("row").filter(has_text="reader3@example.org")).to_have_count(0)
+        go("Schedule")
+        expect(page.get_by_role("cell", name=re.compile(f"^Sent “{issue.slug}”"))).to_be_visible()
+        check("schedule, after the send")
+        go("Sendings")
+        page.get_by_role("link", name=issue.slug).first.click()
+        expect(page.get_by_role("heading", name="What became of it")).to_be_visible()
+        check("sending, its figures")
+
+        # A reader leaves through the link in their email.
+        reader = browser.new_page()
+        reader.goto(_unsubscribe_link(settings, "reader0@example.org", url))
+        reader.get_by_role("button", name="Unsubscribe").click()
+        expect(reader.get_by_role("heading", name="You have been unsubscribed")).to_be_visible()
+        reader.close()
+        go("Subscribers")
+        page.get_by_label("Address or name contains").fill("reader0@")
+        page.get_by_role("button", name="Find").click()
+        page.get_by_role("link", name="reader0@example.org").click()
+        change = page.get_by_role("row").filter(has_text="Subscribed → Unsubscribed")
+        expect(change).to_contain_text("By the unsubscribe link in an email")
+        check("subscriber, their history")
+
+        # Someone who marked the digest as spam, back on their written word.
+        page.goto(f"{url}/admin/subscribers?q=reader3%40")
+        page.get_by_role("link", name="reader3@example.org").click()
+        expect(
+            page.get_by_role("row").filter(has_text="Subscribed → Marked as spam")
+        ).to_contain_text("spam report")
+        page.get_by_role("link", name="Bring back…").click()
+        check("subscriber, bring back")
+        page.get_by_role("button", name="Bring them back").click()
+        assert notice() == "Nothing changed: tick the box to confirm that they asked in writing."
+        page.get_by_label("reader3@example.org asked us in writing").check()
+        page.get_by_role("button", name="Bring them back").click()
+        assert notice().startswith("reader3@example.org is subscribed again")
+        page.screenshot(path=str(artifacts_dir / "admin-subscriber-history.png"), full_page=True)
+
+        phone = browser.new_page(viewport={"width": 375, "height": 740}, device_scale_factor=2)
+        phone.context.add_cookies(page.context.cookies())
+        for path in ("/admin", "/admin/schedule"):
+            phone.goto(f"{url}{path}")
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 375, path
+        phone.screenshot(path=str(artifacts_dir / "admin-schedule-375.png"), full_page=True)
+        phone.goto(f"{url}/admin")
+        phone.screenshot(path=str(artifacts_dir / "admin-dashboard-375.png"), full_page=True)
+        check("home on a phone", phone)
+        phone.close()
+
+    with db.session() as session:
+        left = subscribers.find(session, "reader0@example.org")
+        back = subscribers.find(session, "reader3@example.org")
+        assert left is not None and left.status is SubscriberStatus.UNSUBSCRIBED
+        assert back is not None and back.status is SubscriberStatus.ACTIVE
+    db.dispose()
+    failing = {name: v for name, v in found.items() if v}
+    report = "\n".join(f"{name}:\n{describe(v)}" for name, v in failing.items())
+    assert not failing, f"axe-core found violations:\n{report}"
+    assert len(found) == 12  # every page above was checked

@@ -1,16 +1,21 @@
-"""Sendings in the admin (web/admin/campaigns.py): live progress, pause, continue, cancel."""
+"""Sendings in the admin (web/admin/campaigns.py): live progress, pause, continue, cancel,
+and their figures."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from digestmail import issues, subscribers
+from digestmail import campaigns, events, issues, subscribers
 from digestmail.config import Settings
 from digestmail.db import Database
+from digestmail.events.normalise import Normalised
+from digestmail.models import EventKind, EventSource, utcnow
 from tests.adminhelpers import Admin, admin_client
+from tests.campaign_helpers import add_subscribers, deliveries, store_issue
 
 SLUG = "us-japan-alliance-digest-4-1"
 
@@ -88,3 +93,55 @@ def test_unknown_sendings_are_not_found(sqlite_url: str) -> None:
         assert admin.client.get("/admin/campaigns/99/progress.json").status_code == 404
         r = admin.follow(admin.post("/admin/campaigns/99/pause"))
         assert r.status_code == 404
+
+
+def test_a_sending_shows_its_figures(settings: Settings) -> None:
+    db = Database(settings.database_url)
+    cid = campaigns.create_campaign(db, settings, _ten_readers(db, settings))
+    with admin_client(settings) as admin:
+        assert "What became of it" not in admin.client.get(f"/admin/campaigns/{cid}").text
+        campaigns.run_campaign(db, settings, cid)
+        rows = deliveries(db, cid)
+        events.receive(
+            db,
+            settings,
+            [
+                Normalised(
+                    event_id=f"test:{kind}:{email}",
+                    kind=kind,
+                    source=EventSource.SENDGRID,
+                    email=email,
+                    occurred_at=utcnow(),
+                    delivery_id=rows[email][0],
+                )
+                for kind, email in [
+                    (EventKind.BOUNCED, "user0@example.com"),
+                    (EventKind.COMPLAINED, "user1@example.com"),
+                    (EventKind.UNSUBSCRIBED, "user2@example.com"),
+                ]
+            ],
+        )
+        page = admin.client.get(f"/admin/campaigns/{cid}").text
+        figures = page[page.index("What became of it") :]
+        cells = re.findall(
+            r'<th scope="row">([^<]+)</th><td class="num">(\d+)</td>'
+            r'<td class="num">([^<]*)</td>',
+            figures,
+        )
+        assert cells == [
+            ("Sent (taken by the mail service)", "10", ""),
+            ("Delivered", "10", "100% of sent"),
+            ("Bounced", "1", "10% of sent"),
+            ("Marked it as spam", "1", "10% of sent"),
+            ("Opened it", "0", "0.0% of sent"),
+            ("Clicked a link", "0", "0.0% of sent"),
+            ("Unsubscribed", "1", "10% of sent"),
+        ]
+        assert "Complaints reached 0.3% of delivered mail" in figures  # the alarm
+        assert "Sent through the outbox: nothing reports deliveries" in figures
+    db.dispose()
+
+
+def _ten_readers(db: Database, settings: Settings) -> str:
+    add_subscribers(db, 10)
+    return store_issue(db, settings)

@@ -1,4 +1,5 @@
-"""Subscribers in the admin (web/admin/subscribers.py): find, add, import, export, remove."""
+"""Subscribers in the admin (web/admin/subscribers.py): find, add, import, export, remove,
+each one's history, and bringing back someone who complained."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from digestmail import subscribers
+from digestmail import events, subscribers
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.models import ErasedAddress, Subscriber, SubscriberSource, SubscriberStatus
+from digestmail.events.normalise import Normalised
+from digestmail.models import (
+    ErasedAddress,
+    EventKind,
+    EventSource,
+    Subscriber,
+    SubscriberSource,
+    SubscriberStatus,
+    utcnow,
+)
 from tests.adminhelpers import EMAIL, Admin, admin_client
 from tests.webhelpers import outbox_messages
 
@@ -155,3 +165,76 @@ def test_no_outbox_with_another_transport(sqlite_url: str) -> None:
     with admin_client(settings) as admin:
         assert admin.client.get("/admin/outbox").status_code == 404
         assert "/admin/outbox" not in admin.client.get("/admin").text
+
+
+def _report(settings: Settings, email: str, kind: EventKind, tag: str, reason: str) -> None:
+    db = Database(settings.database_url)
+    events.receive(
+        db,
+        settings,
+        [
+            Normalised(
+                event_id=f"test:{tag}",
+                kind=kind,
+                source=EventSource.SENDGRID,
+                email=email,
+                occurred_at=utcnow(),
+                reason=reason,
+            )
+        ],
+    )
+    db.dispose()
+
+
+def test_history_and_bringing_back_someone_who_complained(settings: Settings) -> None:
+    with admin_client(settings) as admin:
+        where = admin.post(
+            "/admin/subscribers/add", {"email": "ann@example.org", "vouch": "yes"}
+        ).headers["location"]
+        _report(settings, "ann@example.org", EventKind.BLOCKED, "soft", "452 mailbox full")
+        _report(settings, "ann@example.org", EventKind.COMPLAINED, "spam", "spam report")
+        page = admin.client.get(where).text
+        history = page[page.index('id="history"') : page.index('id="bounces"')]
+        rows = re.findall(r"<tr>\s*<td>[^<]+</td>\s*<td>(.*?)</td>\s*<td[^>]*>(.*?)</td>", history)
+        assert [(re.sub(r"<[^>]+>", "", change), why) for change, why in rows] == [
+            ("Added: Waiting for confirmation", f"By staff: staff:{EMAIL}"),
+            ("Waiting for confirmation → Subscribed", f"By staff: staff:{EMAIL}"),
+            (
+                "Subscribed → Marked as spam",
+                "By a report from the mail service (marked as spam, event test:spam). "
+                "<q>spam report</q>",
+            ),
+        ]
+        bounces = page[page.index('id="bounces"') :]
+        assert "Soft bounces: <strong>1</strong> of 5 points in the last 30 days" in bounces
+        assert "Soft bounce: refused for now" in bounces and "452 mailbox full" in bounces
+        assert "Marked as spam" in bounces and "SendGrid" in bounces
+
+        # Not through the Add form, and not without saying they asked in writing.
+        added = admin.post("/admin/subscribers/add", {"email": "ann@example.org"})
+        assert added.status_code == 422
+        assert "marked the digest as spam, so nothing is sent to them unasked" in added.text
+        assert "Bring them back" in admin.client.get(f"{where}/restore").text
+        unticked = admin.post(f"{where}/restore")
+        assert unticked.status_code == 422
+        assert Admin.notice(unticked) == (
+            "Nothing changed: tick the box to confirm that they asked in writing."
+        )
+        sub = _sub(settings, "ann@example.org")
+        assert sub is not None and sub.status is SubscriberStatus.COMPLAINED
+
+        back = admin.follow(admin.post(f"{where}/restore", {"asked_in_writing": "yes"}))
+        assert Admin.notice(back) == (
+            "ann@example.org is subscribed again: they get the next issue. Your confirmation "
+            "is on their record."
+        )
+        sub = _sub(settings, "ann@example.org")
+        assert sub is not None and sub.status is SubscriberStatus.ACTIVE
+        assert (
+            f'Marked as spam → <span class="status active">Subscribed</span></td>\n'
+            f'        <td class="wrap">By staff: staff:{EMAIL}. '
+            "<q>staff vouch for consent after a spam complaint</q>"
+        ) in back.text
+        # Only someone marked as spam is brought back this way.
+        again = admin.follow(admin.client.get(f"{where}/restore"))
+        assert Admin.notice(again).startswith("Only someone who marked the digest as spam")

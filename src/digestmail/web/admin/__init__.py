@@ -1,9 +1,9 @@
 """The staff admin at ``/admin``: what staff do on the command line, in a browser.
 
 ``install`` adds it to the app: the sign-in pages, the pages behind the sign-in
-(home, issues, campaigns, subscribers, the outbox), their CSRF checks and security
-headers (``security.AdminGuard``), the stylesheets and script under ``/static/``, and
-the thread that sends campaigns started here (``runner.CampaignRunner``).
+(the dashboard, issues, the schedule, campaigns, subscribers, the outbox), their CSRF
+checks and security headers (``security.AdminGuard``), the stylesheets and script under
+``/static/``, and the thread that sends campaigns started here (``runner.CampaignRunner``).
 
 Layers point down: each action is one call of the functions the CLI uses; the pages
 add words, not rules.
@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.web.admin import auth, campaigns, home, issues, outbox, subscribers
+from digestmail.web.admin import auth, campaigns, home, issues, outbox, schedule, subscribers
 from digestmail.web.admin.common import LoginRequired, page
 from digestmail.web.admin.runner import CampaignRunner
 from digestmail.web.admin.security import AdminGuard
@@ -37,6 +37,7 @@ def install(app: FastAPI, settings: Settings, database: Database) -> None:
         auth.router,
         home.router,
         issues.router,
+        schedule.router,
         campaigns.router,
         subscribers.router,
         outbox.router,

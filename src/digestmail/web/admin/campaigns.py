@@ -1,8 +1,10 @@
-"""Sendings (campaigns) in the admin: their progress, and pause, continue, cancel.
+"""Sendings (campaigns) in the admin: their progress and figures; pause, continue, cancel.
 
-The same ``campaigns`` functions as ``campaign list|status|pause|resume|cancel``; a
-continued campaign is sent in the background (``runner.CampaignRunner``) so that the
-page answers at once, and ``progress.json`` lets the page follow it live.
+The same ``campaigns`` functions as ``campaign list|status|pause|resume|cancel``, and
+the figures of ``campaign status`` (``stats.campaign_figures``: delivered, bounced,
+complaints, opens, clicks, unsubscribes, with rates); a continued campaign is sent in
+the background (``runner.CampaignRunner``) so that the page answers at once, and
+``progress.json`` lets the page follow it live.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from digestmail import campaigns
+from digestmail import campaigns, stats
 from digestmail.campaigns import CampaignError, CampaignInfo, CampaignNotFound
 from digestmail.models import CampaignStatus, DeliveryState
 from digestmail.web.admin import words
@@ -68,12 +70,16 @@ def campaign_list(request: Request) -> Response:
 @router.get(f"{PREFIX}/campaigns/{{campaign_id}}")
 def campaign_page(request: Request, campaign_id: int) -> Response:
     info = _info(request, campaign_id)
+    figures = stats.campaign_figures(database_of(request), campaign_id)
     return page(
         request,
         "campaign.html",
         section="campaigns",
         info=info,
         p=progress(info),
+        figures=figures if info.started_at else None,
+        percent=words.percent,
+        complaints=words.complaints(figures.complaint_level) if figures else None,
         why=words.stop_reason(info),
         when=words.when,
         can_pause=info.status in LIVE,

@@ -2,7 +2,8 @@
 
 Each action is one call of what the command line runs: ``issues.store_issue`` (``issue
 add``), ``importer.import_archive`` (``issue import``), ``parse_issue`` (``issue
-check``), ``campaigns.send_test`` (``send --test-to``), ``issues.set_ready``,
+check``), ``campaigns.send_test`` (``send --test-to``), ``scheduling.set_ready``
+(``issue ready|unready``),
 ``campaigns.plan_send`` and ``create_campaign`` (``send``). A picture goes into the
 media folder through ``MediaStore.store``.
 """
@@ -18,14 +19,15 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from digestmail import campaigns, issues
-from digestmail.campaigns import CampaignError, CampaignExists
+from digestmail import campaigns, issues, scheduling
+from digestmail.campaigns import CampaignError, CampaignExists, IssueNotFound
 from digestmail.config import Settings
 from digestmail.content.importer import ArchiveImportError, import_archive
 from digestmail.content.source import IssueSourceError, Problem, decode_source, parse_issue
 from digestmail.db import Database
 from digestmail.media import MAX_BYTES, MediaError, MediaStore
 from digestmail.models import Issue
+from digestmail.notify import when as zoned
 from digestmail.placeholders import substitute
 from digestmail.staff import StaffMember
 from digestmail.transports.base import TransportError
@@ -297,14 +299,23 @@ async def mark_ready(request: Request, slug: str) -> Response:
 def _mark_ready(request: Request, slug: str, ready: bool) -> Response:
     back = f"{PREFIX}/issues/{slug}"
     try:
-        issue = issues.set_ready(database_of(request), slug, ready)
-    except issues.IssueAlreadySent:
+        result = scheduling.set_ready(database_of(request), slug, ready)
+    except scheduling.IssueSent:
         return redirect(request, back, "This issue was sent; it stays as it was.", "problem")
-    if issue is None:
-        raise HTTPException(404)
+    except IssueNotFound:
+        raise HTTPException(404) from None
+    sends = [zoned(s.run_at, s.zone) for s in result.waiting if s.run_at is not None]
     if ready:
-        return redirect(request, back, "Marked ready to send.")
-    return redirect(request, back, "Marked as a draft again: it will not be sent until ready.")
+        extra = f" It is scheduled to go out {' and '.join(sends)}." if sends else ""
+        return redirect(request, back, f"Marked ready to send.{extra}")
+    extra = (
+        f" Its scheduled send ({' and '.join(sends)}) is skipped unless it is ready again by then."
+        if sends
+        else ""
+    )
+    return redirect(
+        request, back, f"Marked as a draft again: it will not be sent until ready.{extra}"
+    )
 
 
 # --- sending to everyone -----------------------------------------------------------------

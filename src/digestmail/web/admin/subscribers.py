@@ -1,9 +1,14 @@
-"""Subscribers in the admin: search, add, import a list, export it, remove or erase.
+"""Subscribers in the admin: search, add, import a list, export it, remove or erase, and
+each person's history.
 
-The same functions as ``subscribers add|import|export|remove``: ``add_by_staff`` and
-the confirmation email, ``listfile.read_csv`` and ``import_rows``, ``write_export``
-(cells made safe for spreadsheets), ``remove`` and ``erase``. The consent record is
-shown as it is stored, with every request kept for the person.
+The same functions as ``subscribers add|import|export|remove|show``: ``add_by_staff``
+and the confirmation email, ``listfile.read_csv`` and ``import_rows``, ``write_export``
+(cells made safe for spreadsheets), ``remove`` and ``erase``, ``record_of``. The consent
+record is shown as it is stored, with every request kept for the person, every change
+of status with its cause, and the bounces and complaints on record. Someone who marked
+the digest as spam comes back only through a page where staff confirm that the person
+asked in writing (``add_by_staff`` with ``confirmed``, as ``subscribers add
+--confirmed``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ from starlette.concurrency import run_in_threadpool
 
 from digestmail import confirmation, listfile, subscribers
 from digestmail.listfile import ExportFormat
-from digestmail.models import Subscriber, SubscriberStatus, utcnow
+from digestmail.models import (
+    ChangeCause,
+    EventKind,
+    EventSource,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from digestmail.staff import StaffMember
 from digestmail.transports.base import TransportError
 from digestmail.web.admin.common import (
@@ -52,6 +64,35 @@ SOURCE_WORDS = {
     "email": "an email to the contact address",
     "staff": "staff",
     "import": "an imported list",
+}
+# Why a status changed, in words: "… by {cause}".
+CAUSE_WORDS = {
+    ChangeCause.FORM: "a request on the web form",
+    ChangeCause.EMAIL: "a request by email to the contact address",
+    ChangeCause.STAFF: "staff",
+    ChangeCause.IMPORT: "an imported list",
+    ChangeCause.CONFIRMATION_LINK: "their confirmation link",
+    ChangeCause.UNSUBSCRIBE_LINK: (
+        "the unsubscribe link in an email (or their mail program's unsubscribe button)"
+    ),
+    ChangeCause.EVENT: "a report from the mail service",
+}
+EVENT_WORDS = {
+    EventKind.DELIVERED: "delivered",
+    EventKind.DEFERRED: "delayed",
+    EventKind.BOUNCED: "bounced: the address does not work",
+    EventKind.BLOCKED: "soft bounce: refused for now",
+    EventKind.DROPPED: "not sent by the mail service",
+    EventKind.COMPLAINED: "marked as spam",
+    EventKind.UNSUBSCRIBED: "unsubscribed at the mail service",
+    EventKind.OPENED: "opened",
+    EventKind.CLICKED: "clicked",
+}
+SOURCE_OF_EVENT = {
+    EventSource.SENDGRID: "SendGrid",
+    EventSource.RECONCILE: "SendGrid's lists, read back",
+    EventSource.BOUNCE_MESSAGE: "a bounce message",
+    EventSource.SMTP: "the mail server, while sending",
 }
 LIST_PROBLEMS = {
     listfile.Problem.NOT_UTF8: (
@@ -166,6 +207,12 @@ def _add(request: Request, member: StaffMember, email: str, name: str, vouch: bo
         return again(
             f"Not added: {address.email} was erased at the person's request. Only they can "
             "subscribe again (on the web form or by email)."
+        )
+    except subscribers.Complained as exc:
+        return again(
+            f"Not added: {exc.email} marked the digest as spam, so nothing is sent to them "
+            "unasked. If they asked in writing to get it again, use “Bring back…” on their "
+            "page."
         )
     where = f"{PREFIX}/subscribers/{sub_id}"
     if needs_mail:
@@ -309,14 +356,82 @@ def subscriber_page(request: Request, subscriber_id: int) -> Response:
     sub = _subscriber(request, subscriber_id)
     with database_of(request).session() as session:
         requests = subscribers.requests_of(session, sub.id)
+        record = subscribers.record_of(session, settings_of(request), sub.email)
+    if record is None:  # erased between the two reads
+        raise HTTPException(404)
     return page(
         request,
         "subscriber.html",
         section="subscribers",
-        sub=sub,
+        sub=record.subscriber,
+        record=record,
         requests=requests,
         status_words=STATUS_WORDS,
         source_words=SOURCE_WORDS,
+        cause_words=CAUSE_WORDS,
+        event_words=EVENT_WORDS,
+        event_sources=SOURCE_OF_EVENT,
+    )
+
+
+# --- bringing back someone who complained ------------------------------------------------
+
+
+_NOT_COMPLAINED = (
+    "Only someone who marked the digest as spam is brought back this way. Others subscribe "
+    "again themselves, or you add them under Subscribers (they confirm by email)."
+)
+
+
+@router.get(f"{PREFIX}/subscribers/{{subscriber_id}}/restore")
+def confirm_restore(request: Request, subscriber_id: int) -> Response:
+    sub = _subscriber(request, subscriber_id)
+    if sub.status is not SubscriberStatus.COMPLAINED:
+        return redirect(request, f"{PREFIX}/subscribers/{sub.id}", _NOT_COMPLAINED, "problem")
+    return page(request, "subscriber_restore.html", section="subscribers", sub=sub)
+
+
+@router.post(f"{PREFIX}/subscribers/{{subscriber_id}}/restore")
+async def restore(
+    request: Request, subscriber_id: int, member: StaffMember = Depends(current_staff)
+) -> Response:
+    form = await request.form()
+    asked = form_text(form, "asked_in_writing") == "yes"
+    return await run_in_threadpool(_restore, request, member, subscriber_id, asked)
+
+
+def _restore(request: Request, member: StaffMember, subscriber_id: int, asked: bool) -> Response:
+    sub = _subscriber(request, subscriber_id)
+    where = f"{PREFIX}/subscribers/{sub.id}"
+    if sub.status is not SubscriberStatus.COMPLAINED:
+        return redirect(request, where, _NOT_COMPLAINED, "problem")
+    if not asked:
+        return page(
+            request,
+            "subscriber_restore.html",
+            status_code=422,
+            notice=Notice(
+                "Nothing changed: tick the box to confirm that they asked in writing.",
+                "problem",
+            ),
+            section="subscribers",
+            sub=sub,
+        )
+    with database_of(request).session() as session:
+        back, _mail = subscribers.add_by_staff(
+            session,
+            subscribers.normalize(sub.email),
+            name=sub.name,
+            confirmed=True,
+            staff=_staff(member),
+            settings=settings_of(request),
+        )
+        status = back.status
+    return redirect(
+        request,
+        where,
+        f"{sub.email} is {STATUS_WORDS[status].lower()} again: they get the next issue. "
+        "Your confirmation is on their record.",
     )
 
 
