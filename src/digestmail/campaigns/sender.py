@@ -34,6 +34,7 @@ Every run that got going ends with a report to staff (``notify``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -327,6 +328,12 @@ class _Sender:
         heartbeat = Heartbeat(self.lease)
         heartbeat.start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{self.campaign_id}")
+        # Every batch makes thousands of objects (recipients, their values), so the
+        # garbage collector runs often, and each of its older passes walked every object
+        # the process already held (the imported modules alone: some 80,000), about 3 µs
+        # a recipient. Frozen, those are left out until the send ends; garbage made
+        # during the send is collected as before.
+        gc.freeze()
         try:
             self._loop(slug, issue_id, recovered, heartbeat, pool)
         except _Halted as halt:
@@ -361,6 +368,7 @@ class _Sender:
             # wire finish on their own (their rows stay claimed) without holding us up.
             pool.shutdown(wait=False, cancel_futures=True)
             heartbeat.stop()
+            gc.unfreeze()
 
     def _release_quietly(self) -> None:
         try:

@@ -25,8 +25,6 @@ from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from digestmail import subscribers
@@ -132,6 +130,11 @@ def _score(
     """Record the points (one per subscriber and day), recount, and suppress at the limit."""
     if not points:
         return []
+    # Imported here: the sender loads this module, and the PostgreSQL dialect would
+    # cost every send's start 50 ms on SQLite (see ``subscribers._insert_ignoring_duplicates``).
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     session.connection().execute(
