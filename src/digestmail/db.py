@@ -9,12 +9,34 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def insert_ignoring(
+    session: Session, table: Table, *conflict_columns: str
+) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT … ON CONFLICT (conflict_columns) DO NOTHING`` on the session's backend.
+
+    Both backends spell it the same way, through their own dialect's ``insert``. The
+    dialects are imported here, when first needed: the sender loads the modules that
+    call this, and loading the PostgreSQL dialect would cost every send's start on
+    SQLite some 50 ms.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -25,6 +25,7 @@ from sqlalchemy import String, Table, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from digestmail.config import Settings
+from digestmail.db import insert_ignoring
 from digestmail.models import (
     ChangeCause,
     Delivery,
@@ -199,18 +200,9 @@ def _insert_ignoring_duplicates(
     inserted: list[tuple[int, str]] = []
     if not rows:
         return inserted
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = cast(Table, Subscriber.__table__)
+    stmt = insert_ignoring(session, table, "email_key").returning(table.c.id, table.c.email)
     for start in range(0, len(rows), _CHUNK):
-        stmt = (
-            insert(table)
-            .on_conflict_do_nothing(index_elements=["email_key"])
-            .returning(table.c.id, table.c.email)
-        )
         # Core, not the ORM's bulk path: several times faster for 100,000 rows.
         result = session.connection().execute(stmt, list(rows[start : start + _CHUNK]))
         inserted.extend((row.id, row.email) for row in result)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from digestmail import subscribers
 from digestmail.config import Settings
+from digestmail.db import insert_ignoring
 from digestmail.models import (
     ChangeCause,
     Event,
@@ -130,15 +131,8 @@ def _score(
     """Record the points (one per subscriber and day), recount, and suppress at the limit."""
     if not points:
         return []
-    # Imported here: the sender loads this module, and the PostgreSQL dialect would
-    # cost every send's start 50 ms on SQLite (see ``subscribers._insert_ignoring_duplicates``).
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     session.connection().execute(
-        insert(SOFT).on_conflict_do_nothing(index_elements=["subscriber_id", "day"]),
+        insert_ignoring(session, SOFT, "subscriber_id", "day"),
         [{"subscriber_id": p.subscriber_id, "day": p.day, "event_id": p.event_id} for p in points],
     )
     last_event = {p.subscriber_id: p.event_id for p in points}

@@ -15,6 +15,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from digestmail.config import Settings
+from digestmail.db import insert_ignoring
 from digestmail.events.normalise import Normalised
 from digestmail.models import Campaign, Delivery, ErasedAddress, Event, Subscriber, utcnow
 from digestmail.subscribers import email_key, erased_hash
@@ -127,19 +128,8 @@ def _forget_erased(
 
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """INSERT … ON CONFLICT (provider_event_id) DO NOTHING on both backends; new row ids."""
-    # Imported here: the sender loads this module, and the PostgreSQL dialect would
-    # cost every send's start 50 ms on SQLite (see ``subscribers._insert_ignoring_duplicates``).
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     new: list[int] = []
+    stmt = insert_ignoring(session, EVENTS, "provider_event_id").returning(EVENTS.c.id)
     for chunk in _chunks(rows):
-        stmt = (
-            insert(EVENTS)
-            .on_conflict_do_nothing(index_elements=["provider_event_id"])
-            .returning(EVENTS.c.id)
-        )
         new.extend(session.connection().execute(stmt, list(chunk)).scalars())
     return new
