@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse, Response
 
 from digestmail import attention, campaigns, issues, scheduling, stats, subscribers
 from digestmail.campaigns import CampaignInfo
-from digestmail.db import Database
 from digestmail.models import CampaignStatus, IssueStatus, utcnow
 from digestmail.notify import when as zoned
+from digestmail.scheduling import ScheduleInfo
 from digestmail.stats import CampaignFigures, GrowthPoint, Period
 from digestmail.web.admin import charts, words
 from digestmail.web.admin.campaigns import progress
@@ -95,9 +95,8 @@ def growth_chart(points: list[GrowthPoint], period: Period) -> dict[str, Any]:
     }
 
 
-def _state(db: Database, recent: list[CampaignInfo]) -> str:
+def _state(recent: list[CampaignInfo], upcoming: ScheduleInfo | None) -> str:
     """What the page shows that changes by itself: the sendings and the next send."""
-    upcoming = scheduling.next_send(db)
     parts = [f"{i.id}:{i.status.value}" for i in recent]
     if upcoming is not None and upcoming.next_run is not None:
         parts.append(f"next:{upcoming.id}:{upcoming.next_run.isoformat()}")
@@ -131,7 +130,7 @@ def home(request: Request, growth: str = "") -> Response:
         "home.html",
         section="home",
         now=now,
-        state=_state(db, recent),
+        state=_state(recent, upcoming),
         concerns=[(c, words.concern(c)) for c in concerns],
         level_words=words.LEVEL,
         upcoming=upcoming,
@@ -160,4 +159,5 @@ def home(request: Request, growth: str = "") -> Response:
 @router.get(f"{PREFIX}/state.json")
 def state(request: Request) -> JSONResponse:
     db = database_of(request)
-    return JSONResponse({"state": _state(db, campaigns.list_campaigns(db, limit=20))})
+    recent = campaigns.list_campaigns(db, limit=20)
+    return JSONResponse({"state": _state(recent, scheduling.next_send(db))})
