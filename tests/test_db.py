@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.migrate import upgrade
 from digestmail.models import Base
@@ -128,4 +129,49 @@ def test_migration_0006_renames_staff_username_to_email_and_back(database: Datab
     with database.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT email FROM staff").scalar() == "ann@example.org"
     _migrate(database, "downgrade", "0003")
+    _migrate(database, "upgrade", "head")
+
+
+def test_migration_0008_keeps_rows_in_flight_in_flight(
+    database: Database, settings: Settings
+) -> None:
+    """Rows a sender had claimed before 0008 are held by an open batch after it: still
+    counted in flight, and sent again by the next sender; down again, they are claimed."""
+    from digestmail import campaigns
+    from tests.campaign_helpers import add_subscribers, ledger_states, store_issue
+
+    add_subscribers(database, 5)
+    cid = campaigns.create_campaign(database, settings, store_issue(database, settings))
+    _migrate(database, "downgrade", "0007")
+    with database.engine.begin() as conn:
+        for i, (state, batch) in enumerate(
+            [("accepted", 1), ("claimed", 2), ("claimed", 2), ("pending", None), ("claimed", 3)]
+        ):
+            conn.exec_driver_sql(
+                "INSERT INTO deliveries (campaign_id, email, state, batch, attempts,"
+                " temp_failures, updated_at) VALUES (?, ?, ?, ?, 1, 0, '2026-01-02 03:04:05')"
+                if database.url.startswith("sqlite")
+                else "INSERT INTO deliveries (campaign_id, email, state, batch, attempts,"
+                " temp_failures, updated_at) VALUES (%s, %s, %s, %s, 1, 0,"
+                " '2026-01-02 03:04:05+00')",
+                (cid, f"r{i}@example.com", state, batch),
+            )
+    _migrate(database, "upgrade", "head")
+    assert ledger_states(database, cid) == {
+        "pending": 1,
+        "claimed": 3,
+        "accepted": 1,
+        "rejected": 0,
+        "skipped": 0,
+    }
+    _migrate(database, "downgrade", "0007")
+    with database.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT email, state FROM deliveries ORDER BY email").all()
+    assert [tuple(r) for r in rows] == [
+        ("r0@example.com", "accepted"),
+        ("r1@example.com", "claimed"),
+        ("r2@example.com", "claimed"),
+        ("r3@example.com", "pending"),
+        ("r4@example.com", "claimed"),
+    ]
     _migrate(database, "upgrade", "head")

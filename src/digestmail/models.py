@@ -281,6 +281,9 @@ class Campaign(Base):
 
 class DeliveryState(enum.StrEnum):
     PENDING = "pending"
+    # In flight: a row of a batch handed to the transport and not yet answered. Rows are
+    # not stored with it (a ``DeliveryBatch`` holds them, see ``campaigns.batches``):
+    # it names them in the counts, beside the rows still to be claimed.
     CLAIMED = "claimed"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
@@ -314,6 +317,36 @@ class Delivery(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime | None]
+
+
+class BatchOutcome(enum.StrEnum):
+    RECORDED = "recorded"  # the transport answered and each row was moved
+    PUT_BACK = "put_back"  # nothing of it was sent: its rows are pending as before
+    ABANDONED = "abandoned"  # its sender stopped before an answer: sent again
+
+
+class DeliveryBatch(Base):
+    """One hand-over of recipients to the transport: claimed before, closed after.
+
+    A batch holds its rows without writing them (one row here instead of a thousand
+    updates): a first try holds the ``pending`` rows of its id range not yet tried, a
+    retry the ``pending`` rows marked with its number (``campaigns.batches``). While it
+    is open its rows are in flight; a sender that dies leaves it open, and the next one
+    closes it as abandoned and sends its rows again.
+    """
+
+    __tablename__ = "delivery_batches"
+    __table_args__ = (UniqueConstraint("campaign_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    retry: Mapped[bool]
+    first_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    last_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    claimed_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    outcome: Mapped[BatchOutcome | None] = mapped_column(_enum(BatchOutcome))
 
 
 class EventKind(enum.StrEnum):

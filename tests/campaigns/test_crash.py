@@ -4,7 +4,7 @@ The sender has several batches in flight (``DIGESTMAIL_SEND_CONCURRENCY`` above 
 each kill comes while more than one is. Each resume takes over at once: the dead sender
 was a process on this host, so nobody waits for its lease to run out. Afterwards every
 active subscriber has the issue, and anyone who got it twice was in a batch in flight
-(rows ``claimed``) at one of the kills: at most concurrency × batch size recipients each
+(a batch left open) at one of the kills: at most concurrency × batch size recipients each
 time. Runs on SQLite and on PostgreSQL, through the outbox transport (each message a
 file, so duplicates show).
 """
@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, func, select, update
 
 from digestmail import campaigns
+from digestmail.campaigns.batches import in_flight_rows
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.models import Campaign, Delivery, utcnow
@@ -60,12 +61,12 @@ def _kill_when(
             f"sender ended early: {proc.stderr.read() if proc.stderr else ''}"
         )
         with db.engine.connect() as conn:
-            query = select(D.c.state, D.c.batch).where(D.c.state.in_(["accepted", "claimed"]))
+            query = select(D.c.campaign_id, func.count()).where(D.c.state == "accepted")
             if cid is not None:
                 query = query.where(D.c.campaign_id == cid)
-            rows = conn.execute(query).all()
-        done = sum(1 for r in rows if r.state == "accepted")
-        flying = {r.batch for r in rows if r.state == "claimed"}
+            done = sum(n for _, n in conn.execute(query.group_by(D.c.campaign_id)))
+            ids = [cid] if cid is not None else list(conn.scalars(select(C.c.id)))
+            flying = {number for _, number, _, _ in conn.execute(in_flight_rows(ids))}
         if done >= accepted_at_least and len(flying) > 1:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -76,12 +77,10 @@ def _kill_when(
 
 
 def _in_flight(db: Database, cid: int) -> dict[int, set[str]]:
-    """The rows left claimed, by batch."""
+    """The rows left in flight, by batch."""
     out: dict[int, set[str]] = {}
     with db.engine.connect() as conn:
-        for batch, email in conn.execute(
-            select(D.c.batch, D.c.email).where(D.c.campaign_id == cid, D.c.state == "claimed")
-        ):
+        for _, batch, _, email in conn.execute(in_flight_rows([cid])):
             out.setdefault(batch, set()).add(email)
     return out
 

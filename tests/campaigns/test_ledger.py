@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from digestmail import campaigns
+from digestmail.campaigns.batches import B, in_flight_rows
 from digestmail.campaigns.ledger import Ledger
 from digestmail.campaigns.message import RecipientValues
 from digestmail.campaigns.tables import D
@@ -166,3 +167,99 @@ def test_a_permanent_smtp_refusal_bounces_the_subscriber_at_once(
 def _deliveries(database: Database, cid: int) -> list[Any]:
     with database.engine.connect() as conn:
         return list(conn.execute(select(D.c.email, D.c.id).where(D.c.campaign_id == cid)))
+
+
+def _states(database: Database, cid: int) -> dict[str, tuple[str, int, int]]:
+    """email -> (state, attempts, temp failures)."""
+    with database.engine.connect() as conn:
+        rows = conn.execute(
+            select(D.c.email, D.c.state, D.c.attempts, D.c.temp_failures).where(
+                D.c.campaign_id == cid
+            )
+        )
+        return {r.email: (r.state, r.attempts, r.temp_failures) for r in rows}
+
+
+def test_a_claim_writes_one_batch_row_and_leaves_batches_in_flight_alone(
+    database: Database, small: Settings
+) -> None:
+    """Claimed rows stay pending, held by their batch's row; the next claims skip every
+    batch in flight, including one put back below them, until nothing else is left."""
+    cid, ledger = _started(database, small, 12)
+    values = RecipientValues(small, "policy-digest-9-1")
+    with database.engine.begin() as conn:
+        one = ledger.claim(conn, values).batch
+        two = ledger.claim(conn, values).batch
+        assert one is not None and two is not None
+        states = conn.execute(select(D.c.state).where(D.c.campaign_id == cid)).scalars().all()
+        assert set(states) == {"pending"}
+        flying = conn.execute(in_flight_rows([cid])).all()
+        assert {(n, e) for _, n, _, e in flying} == {
+            (b.number, r.email) for b in (one, two) for r in b.recipients
+        }
+        ledger.put_back(conn, one)
+        three = ledger.claim(conn, values).batch
+        assert three is not None
+        # After the batch in flight first; the one put back comes when nothing else is.
+        assert [r.email for r in three.recipients] == [
+            f"user{i}@example.com" for i in (8, 9, 10, 11)
+        ]
+        again = ledger.claim(conn, values).batch
+        assert again is not None
+        assert [r.email for r in again.recipients] == [r.email for r in one.recipients]
+        assert ledger.claim(conn, values).batch is None
+    assert ledger_states(database, cid)["claimed"] == 12
+
+
+def test_a_retry_accepts_only_what_was_accepted(database: Database, small: Settings) -> None:
+    """A retry holds the rows marked with its number; rows it defers again keep the mark
+    but are not taken for accepted ones, and a retry in flight is not claimed twice."""
+    cid, ledger = _started(database, small, 4)
+    ledger = Ledger(cid, settings=small, batch_size=4, recipient_retry_delays=(0, 0, 0))
+    values = RecipientValues(small, "policy-digest-9-1")
+    with database.engine.begin() as conn:
+        first = ledger.claim(conn, values).batch
+        assert first is not None
+        a, b, c, d = (r.email for r in first.recipients)
+        ledger.record(conn, first, BatchResult(accepted=[Accepted(a, "m1")]))
+        retry = ledger.claim(conn, values)
+        assert retry.batch is not None and retry.retried == 3 and retry.batch.retry
+        # In flight, the retry is not claimed again and is no reason to wait.
+        assert ledger.claim(conn, values).batch is None
+        answer = BatchResult(accepted=[Accepted(b, "m2")], rejected=[Rejected(c, "550 gone", True)])
+        recorded = ledger.record(conn, retry.batch, answer)
+    assert (recorded.accepted, recorded.rejected, recorded.deferred) == (1, 1, 1)
+    assert _states(database, cid) == {
+        a: ("accepted", 1, 0),
+        b: ("accepted", 2, 1),
+        c: ("rejected", 2, 1),
+        d: ("pending", 2, 2),
+    }
+
+
+def test_recover_sends_the_open_batches_again_and_counts_their_try(
+    database: Database, small: Settings
+) -> None:
+    """A sender that died left two batches open: the next one finds their rows, counts
+    the try they had (it may have delivered: a resend) and closes them as abandoned."""
+    cid, ledger = _started(database, small, 10)
+    values = RecipientValues(small, "policy-digest-9-1")
+    with database.engine.begin() as conn:
+        one = ledger.claim(conn, values).batch
+        two = ledger.claim(conn, values).batch
+        assert one is not None and two is not None
+    heir = Ledger(cid, settings=small, batch_size=4, recipient_retry_delays=(60,))
+    with database.engine.begin() as conn:
+        assert heir.recover(conn, utcnow()) == 8
+        heir.continue_numbering(conn)
+        assert heir.next_batch == 3
+        assert conn.execute(in_flight_rows([cid])).all() == []
+        outcomes = conn.execute(select(B.c.number, B.c.outcome).where(B.c.campaign_id == cid))
+        assert {n: o for n, o in outcomes} == {1: "abandoned", 2: "abandoned"}
+        again = heir.claim(conn, values).batch
+        assert again is not None and again.number == 3
+        heir.record(
+            conn, again, BatchResult(accepted=[Accepted(r.email, "m") for r in again.recipients])
+        )
+    assert [r.email for r in again.recipients] == [r.email for r in one.recipients]
+    assert campaigns.campaign_info(database, cid).resent == 4

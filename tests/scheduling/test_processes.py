@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import Table, func, select
 
 from digestmail import campaigns, scheduling
+from digestmail.campaigns.batches import in_flight_rows
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.models import CampaignStatus, Delivery, OccurrenceOutcome, apscheduler_jobs, utcnow
@@ -200,11 +201,7 @@ def test_a_scheduler_killed_mid_campaign_is_replaced_by_one_that_finishes_it(
     info = _campaign_of(db, slug)
     assert info is not None and info.status is CampaignStatus.SENDING and info.sender_alive
     with db.engine.connect() as conn:
-        in_flight = set(
-            conn.scalars(
-                select(D.c.email).where(D.c.campaign_id == info.id, D.c.state == "claimed")
-            )
-        )
+        in_flight = {email for *_, email in conn.execute(in_flight_rows([info.id]))}
     dead, until = info.lease_owner, info.lease_expires_at
     assert until is not None
     with running(tmp_path, "heir") as heir:

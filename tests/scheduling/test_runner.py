@@ -15,11 +15,12 @@ from typing import cast
 import pytest
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from fastapi import FastAPI
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, update
 from typer.testing import CliRunner
 
 from digestmail import campaigns, scheduling
 from digestmail.campaigns import run_campaign
+from digestmail.campaigns.batches import in_flight_counts
 from digestmail.campaigns.lease import owner_id
 from digestmail.cli import app as cli_app
 from digestmail.cli.serve import attach_scheduler
@@ -146,13 +147,9 @@ def test_campaigns_left_by_dead_senders_are_resumed_at_once_and_staff_told(
             .where(C.c.id == ids[1])
             .values(lease_owner=gone, lease_expires_at=utcnow() + timedelta(minutes=5))
         )
-        # Every batch the dead sender had in flight is left claimed: at most
+        # Every batch the dead sender had in flight is left open: at most
         # concurrency × batch size, and at least the batch it died with.
-        claimed = conn.execute(
-            select(D.c.campaign_id, func.count())
-            .where(D.c.campaign_id.in_(ids), D.c.state == "claimed")
-            .group_by(D.c.campaign_id)
-        ).all()
+        claimed = conn.execute(in_flight_counts(ids)).all()
     in_flight = dict(claimed)
     for cid in ids:
         assert quick.batch_size <= in_flight[cid] <= quick.send_concurrency * quick.batch_size

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, func, select
 
+from digestmail.campaigns.batches import in_flight_counts
 from digestmail.campaigns.errors import CampaignNotFound
 from digestmail.campaigns.tables import C, D, I, S
 from digestmail.db import Database
@@ -94,7 +95,8 @@ class CampaignInfo:
 
 
 def counts(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Ledger rows per campaign and state (every state present, zeros included)."""
+    """Ledger rows per campaign and state (every state present, zeros included);
+    ``claimed`` are the rows in flight."""
     out = {cid: {s.value: 0 for s in DeliveryState} for cid in campaign_ids}
     if not campaign_ids:
         return out
@@ -105,6 +107,10 @@ def counts(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, dict[str,
     )
     for cid, state, n in rows:
         out[cid][DeliveryState(state).value] = int(n)
+    # Rows in flight are pending rows held by an open batch: counted apart.
+    for cid, n in conn.execute(in_flight_counts(campaign_ids)):
+        out[cid][DeliveryState.PENDING.value] -= int(n)
+        out[cid][DeliveryState.CLAIMED.value] += int(n)
     return out
 
 

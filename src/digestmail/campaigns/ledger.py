@@ -1,18 +1,21 @@
 """The ledger: one ``Delivery`` row per campaign and recipient, and every move of a row.
 
 Written in one INSERT … SELECT when the campaign starts (the audience at that moment),
-then moved batch by batch: ``pending`` → ``claimed`` (before the transport sees it) →
-``accepted`` or ``rejected`` (after it answered), or back to ``pending`` for another
-try. Claiming before sending is what makes a crash harmless: after a SIGKILL the only
-rows whose fate is unknown are the ones still ``claimed``, and the next sender sends
-exactly those again (at-least-once for the batches in flight, never a skip). With
-``DIGESTMAIL_SEND_CONCURRENCY`` batches in flight at once, that is at most concurrency
-× batch size rows, from as many batches: ``recover`` takes them all back.
+then handed over batch by batch. A batch is claimed before the transport sees it, by
+one ``DeliveryBatch`` row that holds its recipients (``campaigns.batches`` says which
+rows it holds); the answer then moves each row to ``accepted`` or ``rejected``, or
+leaves it ``pending`` for another try, and closes the batch. Claiming before sending is
+what makes a crash harmless: after a SIGKILL the only rows whose fate is unknown are
+those of open batches, and the next sender sends exactly those again (at-least-once for
+the batches in flight, never a skip). With ``DIGESTMAIL_SEND_CONCURRENCY`` batches in
+flight at once, that is at most concurrency × batch size rows: ``recover`` takes them
+all back.
 
 Every method works on the caller's connection and leaves the transaction to it, so
 the send loop records a batch that came back and claims the next one in one
-transaction, under the lease it renews in the same one. Bulk Core statements only: the
-hot path costs a handful of statements per batch, whatever its size.
+transaction, under the lease it renews in the same one. Bulk Core statements only: a
+first try costs a read and one inserted row to claim, and one update over its id range
+to record (plus a statement per kind of failure), whatever the batch's size.
 """
 
 from __future__ import annotations
@@ -39,10 +42,18 @@ from sqlalchemy import (
 )
 
 from digestmail import events
+from digestmail.campaigns.batches import B, holds
 from digestmail.campaigns.info import counts
 from digestmail.campaigns.tables import C, D, I, S
 from digestmail.config import Settings
-from digestmail.models import CampaignStatus, DeliveryState, IssueStatus, SubscriberStatus, utcnow
+from digestmail.models import (
+    BatchOutcome,
+    CampaignStatus,
+    DeliveryState,
+    IssueStatus,
+    SubscriberStatus,
+    utcnow,
+)
 from digestmail.transports.base import BatchResult, Recipient
 
 log = logging.getLogger(__name__)
@@ -64,6 +75,13 @@ class Batch:
     recipients: list[Recipient]
     # Temporary failures each row had before this try (delivery id -> count).
     temp_failures: dict[int, int] = field(default_factory=dict)
+    # Which rows it holds (``batches.holds``): its kind and the ids it spans.
+    retry: bool = False
+    first_id: int = 0
+    last_id: int = 0
+
+    def holds(self) -> ColumnElement[bool]:
+        return holds(retry=self.retry, number=self.number, first=self.first_id, last=self.last_id)
 
 
 @dataclass(frozen=True)
@@ -121,24 +139,45 @@ class Ledger:
         conn.execute(update(C).where(C.c.id == self.campaign_id).values(started_at=now))
 
     def recover(self, conn: Connection, now: datetime) -> int:
-        """Put rows a previous sender left ``claimed`` back to be sent again; how many.
+        """Send again the rows of batches a previous sender left open; how many.
 
-        Only a lease holder claims rows, and the caller holds the lease now: anything
-        still claimed was in flight when the previous sender stopped (up to
-        concurrency × batch size rows, from several batches).
+        Only a lease holder claims, and the caller holds the lease now: an open batch
+        was in flight when the previous sender stopped (up to concurrency of them). Its
+        rows count the try (it may have delivered) and its number stays used.
         """
-        return int(
-            conn.execute(
+        open_ = conn.execute(
+            select(B.c.number, B.c.retry, B.c.first_id, B.c.last_id).where(
+                B.c.campaign_id == self.campaign_id, B.c.closed_at.is_(None)
+            )
+        ).all()
+        recovered = 0
+        for number, retry, first, last in open_:
+            recovered += conn.execute(
                 update(D)
-                .where(D.c.campaign_id == self.campaign_id, D.c.state == DeliveryState.CLAIMED)
-                .values(state=DeliveryState.PENDING, updated_at=now)
+                .where(
+                    D.c.campaign_id == self.campaign_id,
+                    holds(retry=bool(retry), number=number, first=first, last=last),
+                )
+                .values(attempts=D.c.attempts + 1, batch=number, updated_at=now)
             ).rowcount
+        if open_:
+            self._close(conn, [n for n, *_ in open_], BatchOutcome.ABANDONED, now)
+        return recovered
+
+    def _close(
+        self, conn: Connection, numbers: Sequence[int], outcome: BatchOutcome, now: datetime
+    ) -> None:
+        conn.execute(
+            update(B)
+            .where(B.c.campaign_id == self.campaign_id, B.c.number.in_(numbers))
+            .values(closed_at=now, outcome=outcome)
         )
 
     def continue_numbering(self, conn: Connection) -> None:
         """Batches keep counting up across senders, so a batch number names one hand-over."""
-        last = conn.scalar(select(func.max(D.c.batch)).where(D.c.campaign_id == self.campaign_id))
-        self.next_batch = int(last or 0) + 1
+        last = conn.scalar(select(func.max(B.c.number)).where(B.c.campaign_id == self.campaign_id))
+        older = conn.scalar(select(func.max(D.c.batch)).where(D.c.campaign_id == self.campaign_id))
+        self.next_batch = max(int(last or 0), int(older or 0)) + 1
 
     def counts(self, conn: Connection) -> dict[str, int]:
         return counts(conn, [self.campaign_id])[self.campaign_id]
@@ -188,7 +227,31 @@ class Ledger:
         )
         return or_(*due)
 
-    def _next_retry(self, conn: Connection, now: datetime) -> float | None:
+    def _in_flight(self, conn: Connection) -> tuple[list[tuple[int, int]], list[int]]:
+        """The open batches, read in the claim's transaction: the id ranges of first
+        tries, and the numbers of retries."""
+        firsts: list[tuple[int, int]] = []
+        retries: list[int] = []
+        for number, retry, first, last in conn.execute(
+            select(B.c.number, B.c.retry, B.c.first_id, B.c.last_id).where(
+                B.c.campaign_id == self.campaign_id, B.c.closed_at.is_(None)
+            )
+        ):
+            if retry:
+                retries.append(number)
+            else:
+                firsts.append((first, last))
+        return firsts, retries
+
+    @staticmethod
+    def _not_retrying(retries: Sequence[int]) -> ColumnElement[bool]:
+        """Rows waiting for a retry, less those of retries in flight (first tries in
+        flight have no failure, so are never among them)."""
+        if not retries:
+            return literal(True)
+        return or_(D.c.batch.is_(None), D.c.batch.not_in(retries))
+
+    def _next_retry(self, conn: Connection, now: datetime, retries: Sequence[int]) -> float | None:
         """Seconds until the next temporary failure is due for a try; None if there is none."""
         rows = conn.execute(
             select(D.c.temp_failures, func.min(D.c.updated_at))
@@ -196,6 +259,7 @@ class Ledger:
                 D.c.campaign_id == self.campaign_id,
                 D.c.state == DeliveryState.PENDING,
                 D.c.temp_failures > 0,
+                self._not_retrying(retries),
             )
             .group_by(D.c.temp_failures)
         ).all()
@@ -207,21 +271,34 @@ class Ledger:
     def claim(self, conn: Connection, personalise: Personalise) -> Claim:
         """Claim the next batch of still-active recipients; the others become ``skipped``.
 
-        Recipients not yet tried go first; those that failed temporarily come after them,
-        each once its wait is over. When only waiting retries are left, the claim says
-        how long until the next is due; when nobody is left, it is empty.
+        Recipients not yet tried go first, in id order; those that failed temporarily
+        come after them, each once its wait is over. When only waiting retries are left
+        (or are in flight), the claim says how long until the next is due; when nobody
+        is left, it is empty.
         """
         now = utcnow()
         skipped = retried = 0
         active = SubscriberStatus.ACTIVE.value
+        firsts, retries = self._in_flight(conn)
+        # First tries go in id order, so the rows after the last range in flight are
+        # the next ones; rows left below it (a batch put back) are found once nothing
+        # after it is, with each range in flight left out.
+        after = max((last for _, last in firsts), default=0)
+        outside = [~D.c.id.between(first, last) for first, last in firsts]
         while True:
-            which = D.c.temp_failures == 0
-            rows = self._pending(conn, which)
-            if not rows:
-                which = and_(D.c.temp_failures > 0, self._retry_due(now))
-                rows = self._pending(conn, which)
+            retry = False
+            rows = self._pending(conn, and_(D.c.temp_failures == 0, D.c.id > after, *outside))
+            if not rows and after:
+                after = 0
+                rows = self._pending(conn, and_(D.c.temp_failures == 0, *outside))
+            if rows:
+                after = rows[-1][0]
+            else:
+                retry = True
+                due = and_(D.c.temp_failures > 0, self._retry_due(now), self._not_retrying(retries))
+                rows = self._pending(conn, due)
                 if not rows:
-                    wait = self._next_retry(conn, now)
+                    wait = self._next_retry(conn, now, retries)
                     return Claim(retry_in=wait, skipped=skipped, retried=retried)
                 retried += len(rows)
             # Rows are unpacked, never read by attribute: a Row's attribute lookup costs
@@ -239,30 +316,30 @@ class Ledger:
                 continue
             number = self.next_batch
             self.next_batch += 1
-            # The rows just read are the first pending ones in id order that ``which``
-            # selects, less those just skipped: so exactly the pending rows it selects up
-            # to the last id read. One range instead of a thousand bound ids.
-            conn.execute(
-                update(D)
-                .where(
-                    D.c.campaign_id == self.campaign_id,
-                    D.c.state == DeliveryState.PENDING,
-                    which,
-                    D.c.id.between(live[0][0], live[-1][0]),
+            first, last = live[0][0], live[-1][0]
+            # A first try holds every untried pending row of its range (those read, the
+            # skipped ones gone): one row written. A retry marks its rows.
+            if retry:
+                conn.execute(
+                    update(D).where(D.c.id.in_([row[0] for row in live])).values(batch=number)
                 )
-                .values(
-                    state=DeliveryState.CLAIMED,
-                    batch=number,
-                    attempts=D.c.attempts + 1,
-                    updated_at=now,
+            conn.execute(
+                insert(B).values(
+                    campaign_id=self.campaign_id,
+                    number=number,
+                    retry=retry,
+                    first_id=first,
+                    last_id=last,
+                    claimed_at=now,
                 )
             )
             recipients = [
                 Recipient(email, personalise(sid, email, name), sid, did)
                 for did, sid, email, _, name, _ in live
             ]
-            failures = {did: int(tf) for did, _, _, tf, _, _ in live if tf}
-            return Claim(Batch(number, recipients, failures), skipped=skipped, retried=retried)
+            failures = {did: int(tf) for did, _, _, tf, _, _ in live if tf} if retry else {}
+            batch = Batch(number, recipients, failures, retry, first, last)
+            return Claim(batch, skipped=skipped, retried=retried)
 
     def record(self, conn: Connection, batch: Batch, result: BatchResult) -> Recorded:
         """The transport's answer, in at most four bulk statements.
@@ -314,6 +391,8 @@ class Ledger:
         for r in batch.recipients:
             if r.delivery_id is not None and r.delivery_id not in answered:
                 temporary(r.delivery_id, NO_ANSWER)
+        # Every row answered counts the try and names its batch.
+        tried = {"attempts": D.c.attempts + 1, "batch": batch.number, "updated_at": now}
         for rows, state in ((rejected, DeliveryState.REJECTED), (deferred, DeliveryState.PENDING)):
             if rows:
                 conn.execute(
@@ -323,32 +402,40 @@ class Ledger:
                         state=state,
                         error=bindparam("b_error"),
                         temp_failures=bindparam("b_tf"),
-                        updated_at=now,
+                        **tried,
                     ),
                     rows,
                 )
         message_ids = {mid for _, mid in accepted}
-        if len(message_ids) == 1:
-            # One provider id for the whole request (SendGrid): one statement. The rows of
-            # the batch still claimed are the accepted ones (the others have just moved),
-            # so no list of a thousand ids is needed.
+        if batch.retry:
+            # A retry's rows deferred again still carry its number: the accepted ones go
+            # by id (retries are few).
+            if accepted:
+                conn.execute(
+                    update(D)
+                    .where(D.c.id == bindparam("b_id"))
+                    .values(
+                        state=DeliveryState.ACCEPTED,
+                        provider_message_id=bindparam("b_mid"),
+                        **tried,
+                    ),
+                    [{"b_id": did, "b_mid": mid} for did, mid in accepted],
+                )
+        elif len(message_ids) == 1:
+            # One provider id for the whole request (SendGrid): one statement. The rows the
+            # batch still holds are the accepted ones (the others have just moved or
+            # counted a failure), so no list of a thousand ids is needed.
             conn.execute(
                 update(D)
-                .where(
-                    D.c.campaign_id == self.campaign_id,
-                    D.c.batch == batch.number,
-                    D.c.state == DeliveryState.CLAIMED,
-                )
+                .where(D.c.campaign_id == self.campaign_id, batch.holds())
                 .values(
-                    state=DeliveryState.ACCEPTED,
-                    provider_message_id=message_ids.pop(),
-                    updated_at=now,
+                    state=DeliveryState.ACCEPTED, provider_message_id=message_ids.pop(), **tried
                 )
             )
         elif accepted:
             # A provider id per message (SMTP): those go row by row, and nothing else
             # does; a value in every row's parameters is converted once per row, so the
-            # rest is one statement over the batch (the rows still claimed are these).
+            # rest is one statement over the batch (the rows it still holds are these).
             conn.execute(
                 update(D)
                 .where(D.c.id == bindparam("b_id"))
@@ -357,32 +444,17 @@ class Ledger:
             )
             conn.execute(
                 update(D)
-                .where(
-                    D.c.campaign_id == self.campaign_id,
-                    D.c.batch == batch.number,
-                    D.c.state == DeliveryState.CLAIMED,
-                )
-                .values(state=DeliveryState.ACCEPTED, updated_at=now)
+                .where(D.c.campaign_id == self.campaign_id, batch.holds())
+                .values(state=DeliveryState.ACCEPTED, **tried)
             )
+        self._close(conn, [batch.number], BatchOutcome.RECORDED, now)
         events.record_refusals(conn, self.settings, self.campaign_id, batch.number, refusals)
         return Recorded(len(accepted), len(rejected), len(deferred))
 
     def put_back(self, conn: Connection, batch: Batch) -> None:
-        """Nothing of the batch was sent (the transport refused it whole): back to pending,
-        the try not counted."""
-        conn.execute(
-            update(D)
-            .where(
-                D.c.campaign_id == self.campaign_id,
-                D.c.batch == batch.number,
-                D.c.state == DeliveryState.CLAIMED,
-            )
-            .values(
-                state=DeliveryState.PENDING,
-                attempts=D.c.attempts - 1,
-                updated_at=utcnow(),
-            )
-        )
+        """Nothing of the batch was sent (the transport refused it whole): its rows are
+        pending as before, the try not counted."""
+        self._close(conn, [batch.number], BatchOutcome.PUT_BACK, utcnow())
 
     def finish(self, conn: Connection, issue_id: int) -> None:
         """Nobody is left: the campaign is sent, and so is its issue."""
