@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,6 +173,35 @@ def test_real_command_exit_codes(tmp_path: Path, example_issue: Path) -> None:
     )
     assert (good.returncode, bad.returncode) == (0, 1), good.stderr + bad.stderr
     assert f"{broken}:13: error:" in bad.stdout
+
+
+def test_check_reads_the_settings_it_uses_as_every_command_does(example_issue: Path) -> None:
+    """A bad log level stops ``issue check`` in the words it stops ``issue render``; a
+    setting it does not use (the sender) is not read, so it does not stop it."""
+    exe = str(Path(sys.executable).parent / "digestmail")
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [exe, "issue", *args, str(example_issue)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **env},
+        )
+
+    check, render = (
+        run("check", DIGESTMAIL_LOG_LEVEL="LOUD"),
+        run("render", DIGESTMAIL_LOG_LEVEL="LOUD"),
+    )
+    assert (check.returncode, render.returncode) == (2, 2)
+    assert check.stderr == render.stderr
+    assert check.stderr.startswith("The configuration is not valid: DIGESTMAIL_LOG_LEVEL: ")
+    check, render = (
+        run("check", DIGESTMAIL_FROM="garbage"),
+        run("render", DIGESTMAIL_FROM="garbage"),
+    )
+    assert check.returncode == 0 and "ok (0 errors, 0 warnings)" in check.stderr
+    assert render.returncode == 2 and "DIGESTMAIL_FROM: 'garbage'" in render.stderr
 
 
 def test_check_names_a_missing_picture_of_the_media_folder(tmp_path: Path) -> None:

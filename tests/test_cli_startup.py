@@ -20,6 +20,7 @@ import pytest
 from digestmail.cli import COMMANDS, app
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "vol-4.1.md"
+SAMPLE = sorted((Path(__file__).parent / "fixtures" / "samples").glob("*.txt"))[0]
 HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "premailer", "mjml", "sendgrid")
 HEAVY += ("jinja2", "weasyprint", "email_validator", "pydantic_settings", "limits")
 
@@ -31,7 +32,7 @@ try:
     main()
 except SystemExit as exit:
     code = exit.code
-loaded = sorted({name.split(".")[0] for name in sys.modules})
+loaded = sorted({*sys.modules, *(name.split(".")[0] for name in sys.modules)})
 print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
 """
 
@@ -70,8 +71,18 @@ def test_issue_check_loads_only_what_checking_a_file_needs(
         "DIGESTMAIL_RATE_LIMIT_STORAGE": "memory://",
     }
     loaded = _loaded("issue", "check", str(EXAMPLE), env=env)
-    heavy = set(HEAVY) - {"email_validator"}  # DIGESTMAIL_FROM is checked as an address
-    assert not loaded & heavy
+    assert not loaded & set(HEAVY)
+    # Nor pydantic: it reads the light settings only, not the model of every setting
+    # (``config_model``), and its arguments are parsed without it (typer below 0.29).
+    assert not loaded & {"pydantic", "pydantic_core", "digestmail.config_model"}
+    assert {"yaml", "markdown_it"} <= loaded  # it does read the file
+
+
+def test_a_command_that_reads_every_setting_loads_the_model(tmp_path: Path) -> None:
+    """The light path is the marked command's only: the others read every setting."""
+    env = {**os.environ, "DIGESTMAIL_MEDIA_DIR": str(tmp_path)}
+    loaded = _loaded("issue", "import", str(SAMPLE), "-o", str(tmp_path / "out.md"), env=env)
+    assert "digestmail.config_model" in loaded
 
 
 def test_each_registered_command_says_in_the_list_what_its_own_help_says() -> None:

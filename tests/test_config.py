@@ -3,12 +3,20 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from digestmail.config import SECRET_KEY_MIN, Settings, problems
+from digestmail.config import (
+    SECRET_KEY_MIN,
+    LightSettings,
+    Settings,
+    SettingsError,
+    get_light_settings,
+    problems,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -238,6 +246,40 @@ def test_a_bad_value_is_refused_when_read_in_one_line_naming_its_variable(
     (line,) = _problems(monkeypatch, **{name: value})
     assert line.startswith(f"{name}: ") and said in line
     assert "\n" not in line.rstrip("\n").replace(repr(value), "")
+
+
+# --- the light settings: a few, read without the model, exactly as the model reads them --
+
+
+def test_light_settings_have_the_defaults_and_values_of_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    names = [setting.name for setting in fields(LightSettings)]
+    assert names, "no light settings"
+    assert {n: getattr(LightSettings(), n) for n in names} == {
+        n: Settings.model_fields[n].default for n in names
+    }
+    monkeypatch.setenv("DIGESTMAIL_LOG_LEVEL", " debug ")
+    monkeypatch.setenv("DIGESTMAIL_MEDIA_DIR", str(tmp_path / "pictures"))
+    light, full = get_light_settings(), Settings()
+    assert {n: getattr(light, n) for n in names} == {n: getattr(full, n) for n in names}
+    assert (light.log_level, light.media_dir) == ("DEBUG", tmp_path / "pictures")
+
+
+def test_a_bad_light_setting_is_refused_in_the_words_of_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(SettingsError) as light:
+        monkeypatch.setenv("DIGESTMAIL_LOG_LEVEL", "LOUD")
+        get_light_settings()
+    assert light.value.problems == _problems(monkeypatch)
+    assert light.value.problems[0].startswith("DIGESTMAIL_LOG_LEVEL: must be one of")
+
+
+def test_the_light_settings_leave_the_others_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGESTMAIL_FROM", "garbage")
+    assert get_light_settings().log_level == "INFO"
+    assert _problems(monkeypatch)[0].startswith("DIGESTMAIL_FROM: ")
 
 
 def test_a_bad_secret_value_is_never_repeated(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,9 +22,12 @@ import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from digestmail.config import Settings
+if TYPE_CHECKING:
+    from digestmail.config import LightSettings, Settings
+
 
 URL_PREFIX = "/media/"
 
@@ -152,7 +155,7 @@ class MediaStore:
     folder: Path
 
     @classmethod
-    def of(cls, settings: Settings) -> MediaStore:
+    def of(cls, settings: Settings | LightSettings) -> MediaStore:
         return cls(Path(settings.media_dir))
 
     def path(self, reference: str) -> Path | None:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from markupsafe import Markup
 
-from digestmail.config import Settings
 from digestmail.content.model import LANGUAGE_TAG, Issue
 from digestmail.media import MediaError, picture_url
 from digestmail.names import clean_name
@@ -37,6 +36,8 @@ if TYPE_CHECKING:
     import jinja2
     from markdown_it import MarkdownIt
     from markdown_it.token import Token
+
+    from digestmail.config import Settings
 
 log = logging.getLogger(__name__)
 

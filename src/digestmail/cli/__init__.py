@@ -5,7 +5,9 @@ traceback and debug logging.
 
 Commands start at once: a command imports only what it uses. ``digestmail --help``
 loads none of the command modules, and ``digestmail issue check`` loads ``cli/issue.py``
-only, never SQLAlchemy, FastAPI, premailer or the SendGrid client
+only, never SQLAlchemy, FastAPI, premailer or the SendGrid client, nor pydantic: before
+a command runs every setting is read (and checked), except for a command marked
+``common.light_settings``, which reads ``config.get_light_settings()`` only
 (``tests/test_cli_startup.py`` checks it; ``bench/cli.py`` times it). To add a command
 or a group of commands:
 
@@ -128,12 +130,33 @@ class _Root(errors.DigestmailGroup):
         self.add_command(command, cmd_name)
         return command
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        # Called just before the root callback: tell it whether the command line runs
+        # a command that reads only the light settings.
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[_LIGHT] = _runs_light(command, rest)
+        return name, command, rest
+
     def format_help(self, ctx: Any, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
+
+
+_LIGHT = "digestmail.light_settings"
+
+
+def _runs_light(command: Any, args: list[str]) -> bool:
+    """Whether ``args`` (what follows ``command`` on the command line) run a command
+    marked ``common.light_settings``: a group's first argument names its command; an
+    option first, or a name the group does not list, means every setting is read."""
+    while command is not None and hasattr(command, "commands"):
+        if not args or args[0].startswith("-"):
+            return False
+        command, args = command.commands.get(args[0]), args[1:]
+    return command is not None and common.reads_light_settings(command)
 
 
 app = typer.Typer(
@@ -148,14 +171,18 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Log debug details; show the traceback of an error."
     ),
 ) -> None:
-    from digestmail.config import get_settings
+    from digestmail import config
 
     errors.verbose = verbose  # first: a bad setting below is reported with it
-    level = logging.DEBUG if verbose else getattr(logging, get_settings().log_level)
+    # Every setting is read (and so checked) here, before the command runs, unless the
+    # command reads only the light ones (``common.light_settings``).
+    read = config.get_light_settings if ctx.meta.get(_LIGHT) else config.get_settings
+    level = logging.DEBUG if verbose else getattr(logging, read().log_level)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic narrates every step at INFO; operators only need to hear about problems.
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -68,6 +68,25 @@ def _console(name: str) -> Console:
     not consulted)."""
     made: Console = globals().get(name) or __getattr__(name)
     return made
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+_LIGHT = "digestmail_light_settings"
+
+
+def light_settings(command: F) -> F:
+    """Mark a command that reads ``config.get_light_settings()`` only, never
+    ``get_settings()``: ``digestmail`` then starts it without reading every setting,
+    which loads pydantic (0.15 s), and a bad value of a setting it does not read is not
+    reported."""
+    setattr(command, _LIGHT, True)
+    return command
+
+
+def reads_light_settings(command: Any) -> bool:
+    """Whether a command (its function, or the command made of it) is marked
+    ``light_settings``."""
+    return bool(getattr(getattr(command, "callback", command), _LIGHT, False))
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

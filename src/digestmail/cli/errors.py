@@ -90,6 +90,12 @@ def _configuration(exc: Any) -> tuple[str, int]:
     return "The configuration is not valid: " + "; ".join(config.problems(exc)), 2
 
 
+@words_for("digestmail.config.SettingsError")
+def _light_configuration(exc: Any) -> tuple[str, int]:
+    # The light settings refused (``config.get_light_settings``): said as above.
+    return "The configuration is not valid: " + "; ".join(exc.problems), 2
+
+
 @words_for("digestmail.migrate.DatabaseNotReady")
 def _not_ready(exc: Any) -> tuple[str, int]:
     where = f"The database DIGESTMAIL_DATABASE_URL names ({_database()})"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from digestmail.cli.common import visible
+from digestmail.cli.common import light_settings, visible
 from digestmail.content.source import ParseResult, Problem, parse_issue
 from digestmail.media import MediaStore
 
@@ -119,11 +119,12 @@ def import_(
 
 
 @app.command()
+@light_settings  # the media folder is all it reads: it starts without pydantic
 def check(file: Path = typer.Argument(..., help="The issue source file (.md).")) -> None:
     """Check an issue source file: exit 0 if it is usable (warnings printed), else 1."""
-    from digestmail.config import get_settings
+    from digestmail.config import get_light_settings
 
-    media = MediaStore.of(get_settings())
+    media = MediaStore.of(get_light_settings())
     result = parse_issue(_read(file), path=str(file), media=media)
     _report(str(file), result.problems)
     errors, warnings = len(result.errors), len(result.warnings)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import typer
 
-from digestmail.cli.common import console, database, fail
+from digestmail.cli import common
+from digestmail.cli.common import database, fail
 from digestmail.cli.issue import app
 
 __all__ = ["app"]
@@ -68,7 +69,7 @@ def list_(
         )
         return
     if not issues:
-        console.print("No issues yet. Add one with `digestmail issue add FILE`.")
+        common.console.print("No issues yet. Add one with `digestmail issue add FILE`.")
         return
     table = Table("Vol.", "Title", "Date", "State")
     # The slug is what staff copy into `send`: never cut it short.
@@ -81,7 +82,7 @@ def list_(
             i.status.value,
             i.slug,
         )
-    console.print(table)
+    common.console.print(table)
 
 
 @app.command("ready")

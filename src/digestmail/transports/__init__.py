@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from digestmail.config import Settings
+from typing import TYPE_CHECKING
+
 from digestmail.transports.base import Transport
+
+if TYPE_CHECKING:
+    from digestmail.config import Settings
 
 
 def get_transport(settings: Settings) -> Transport:
