@@ -297,7 +297,6 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id"),
         Index("ix_deliveries_campaign_state", "campaign_id", "state", "id"),
-        Index("ix_deliveries_campaign_batch", "campaign_id", "batch"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -2,7 +2,9 @@
 
 Rows a sender had claimed when it stopped (state ``claimed``) become ``pending`` again,
 held by an open batch of their old number, so that the counts still show them in
-flight and the next sender sends them again exactly as before.
+flight and the next sender sends them again exactly as before. Rows are no longer
+looked up by batch number alone, so its index goes (one index fewer to keep up as each
+row is written and answered).
 
 Revision ID: 0008
 Revises: 0007
@@ -72,9 +74,15 @@ def upgrade() -> None:
         "UPDATE deliveries SET state = 'pending', batch = COALESCE(batch, 0) "
         "WHERE state = 'claimed'"
     )
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_deliveries_campaign_batch")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_deliveries_campaign_batch", ["campaign_id", "batch"], unique=False
+        )
     op.execute(
         """
         UPDATE deliveries SET state = 'claimed'
