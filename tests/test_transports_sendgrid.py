@@ -9,13 +9,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digestmail.config import Settings
-from digestmail.placeholders import Template
+from digestmail.placeholders import FIELDS, Template, token
 from digestmail.transports.base import MessageTemplate, Recipient, TransportError
 from digestmail.transports.sendgrid import SendGridTransport, _Body
 from tests.fakes.sendgrid import FakeSendGrid
@@ -286,3 +287,122 @@ def test_a_429_holds_back_every_request_of_the_transport(fake: FakeSendGrid) -> 
     later = [h.arrived for h in fake.hits if h.status == 202]
     assert len(later) == 4 and min(later) >= told + 0.5
     assert fake.statuses.count(429) == 1
+
+
+# Text with what JSON, HTML and a %-format each treat specially, in any script.
+_tricky = st.text(
+    st.sampled_from("\"\\<>&'%\x00\x1f\n\r\t\u2028\u00e9\u200d\U0001f600 ") | st.characters(),
+    max_size=20,
+)
+
+
+def _reference_personalization(template: MessageTemplate, r: Recipient) -> dict[str, Any]:
+    """What a personalization says, built as dicts the plain way."""
+    values = r.values
+    to = {"email": r.email}
+    name = " ".join(values.get("name", "").split())
+    if name:
+        to["name"] = name
+    p: dict[str, Any] = {"to": [to]}
+    subs = {}
+    for part in (template.subject, template.text, template.html):
+        for field, is_html in Template.parse(part).slots:
+            value = values.get(field, "")
+            subs[token(field, html_part=is_html)] = html.escape(value) if is_html else value
+    if subs:
+        p["substitutions"] = subs
+    url = values.get("unsubscribe_url")
+    links = [f"<{x}>" for x in (url, template.unsubscribe_mailto) if x]
+    if template.bulk and links:
+        p["headers"] = {"List-Unsubscribe": ", ".join(links)}
+        if url:
+            p["headers"]["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    args = {}
+    if template.campaign_id is not None:
+        args["campaign_id"] = str(template.campaign_id)
+    if template.is_test:
+        args["test"] = "1"
+    if r.subscriber_id is not None:
+        args["subscriber_id"] = str(r.subscriber_id)
+    if r.delivery_id is not None:
+        args["delivery_id"] = str(r.delivery_id)
+    if args:
+        p["custom_args"] = args
+    return p
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    email=_tricky,
+    values=st.dictionaries(st.sampled_from(FIELDS), _tricky),
+    slots=st.lists(st.tuples(st.sampled_from(FIELDS), st.booleans()), max_size=6),
+    ids=st.tuples(st.integers(1, 2**62), st.integers(1, 2**62)) | st.none(),
+    mailto=st.none() | _tricky.map(lambda t: "mailto:" + t),
+    campaign_id=st.none() | st.integers(1, 2**31),
+    bulk=st.booleans(),
+    is_test=st.booleans(),
+)
+def test_property_the_campaign_frame_writes_what_the_general_path_writes(
+    email: str,
+    values: dict[str, str],
+    slots: list[tuple[str, bool]],
+    ids: tuple[int, int] | None,
+    mailto: str | None,
+    campaign_id: int | None,
+    bulk: bool,
+    is_test: bool,
+) -> None:
+    """A campaign's recipients fill a prepared %-format; anyone else takes the general
+    path. For any message (fields used in either part or none, List-Unsubscribe mailto or
+    not, ids or not) and any values (quotes, backslashes, <>&, '%', control characters,
+    any script, a link or none): the frame writes the very same text, and that text
+    parses to the personalization built as dicts."""
+    template = _template_using(
+        slots,
+        unsubscribe_mailto=mailto,
+        campaign_id=campaign_id,
+        bulk=bulk,
+        is_test=is_test,
+    )
+    sid, did = ids or (None, None)
+    _check_frame(template, Recipient(email, values, subscriber_id=sid, delivery_id=did))
+
+
+def _template_using(slots: list[tuple[str, bool]], **kw: Any) -> MessageTemplate:
+    text = " ".join(token(f, html_part=False) for f, is_html in slots if not is_html)
+    html_part = "<p>" + " ".join(token(f, html_part=True) for f, is_html in slots if is_html)
+    return replace(TEMPLATE, subject="Digest", text=text, html=html_part, **kw)
+
+
+def _check_frame(template: MessageTemplate, recipient: Recipient) -> None:
+    body = _Body(template)
+    written = body.personalization(recipient)
+    assert written == body.general(recipient)
+    assert json.loads(written) == _reference_personalization(template, recipient)
+    assert written.isascii()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    email=_tricky,
+    values=st.dictionaries(st.sampled_from(FIELDS), _tricky),
+    link=_tricky.filter(bool),
+    slots=st.lists(st.tuples(st.sampled_from(FIELDS), st.booleans()), max_size=6),
+    ids=st.tuples(st.integers(1, 2**62), st.integers(1, 2**62)),
+    mailto=st.none() | _tricky.map(lambda t: "mailto:" + t),
+    campaign_id=st.none() | st.integers(1, 2**31),
+)
+def test_property_every_campaign_recipient_takes_the_frame_to_the_same_text(
+    email: str,
+    values: dict[str, str],
+    link: str,
+    slots: list[tuple[str, bool]],
+    ids: tuple[int, int],
+    mailto: str | None,
+    campaign_id: int | None,
+) -> None:
+    """The same, for a campaign's recipients only (bulk mail, both ids, a link): each of
+    them takes the frame, so odd templates and values meet it more often."""
+    template = _template_using(slots, unsubscribe_mailto=mailto, campaign_id=campaign_id)
+    values = {**values, "unsubscribe_url": link}
+    _check_frame(template, Recipient(email, values, subscriber_id=ids[0], delivery_id=ids[1]))

@@ -25,8 +25,10 @@ import socket
 import threading
 import time
 import urllib.error
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
+from operator import itemgetter
 from typing import Any
 
 import python_http_client.exceptions
@@ -140,12 +142,42 @@ class _JSONText(str):
         return _Payload(str.encode(self, encoding, errors))
 
 
+# A personalization as literal pieces with a blank between each two (``pieces[1::2]``),
+# and what picks the strings for the blanks, in order, from a list of them.
+_Frame = tuple[list[str], Callable[[list[str]], tuple[str, ...]]]
+
+
+def _frame(items: Sequence[str | int]) -> _Frame:
+    """A frame from literal text (str) and the indices of the strings between (int)."""
+    pieces = [""]
+    picks = []
+    for item in items:
+        if isinstance(item, str):
+            pieces[-1] += item
+        else:
+            picks.append(item)
+            pieces += ("", "")
+    return pieces, itemgetter(*picks)
+
+
+@dataclass(frozen=True, slots=True)
+class _Campaign:
+    """How a campaign's recipient's personalization is written (see ``_Body.personalization``)."""
+
+    texts: Callable[[Mapping[str, str]], tuple[str, ...]]  # values of keys, in order
+    name_at: int  # where "name" and "unsubscribe_url" are among them
+    link_at: int
+    named: _Frame  # with the ``to`` name
+    bare: _Frame  # without
+
+
 class _Body:
     """A request of one message, compiled once per template: the JSON text of what is the
     same in every request, and of each personalization around its per-recipient values.
 
-    Per recipient this costs a few JSON-escaped strings joined into a prepared frame
-    (about 2 µs), where building dicts for ``json.dumps`` cost 10–15 µs.
+    Per recipient this costs a few JSON-escaped strings put into a prepared frame (about
+    1.5 µs for a campaign's recipient), where building dicts for ``json.dumps`` cost
+    10–15 µs.
     """
 
     def __init__(self, template: MessageTemplate) -> None:
@@ -190,14 +222,107 @@ class _Body:
         # A campaign's recipient has both ids: its custom_args are then one %-format.
         fixed = self.fixed_args.replace("%", "%%") + "," if self.fixed_args else ""
         self.args_frame = ',"custom_args":{' + fixed + '"subscriber_id":"%d","delivery_id":"%d"}'
+        self._campaign = self._campaign_frame()
+
+    def _campaign_frame(self) -> _Campaign | None:
+        """A campaign's recipient's personalization as a frame; None when the message is
+        not bulk mail (a confirmation), whose few recipients take ``general``.
+
+        Such a recipient has both ids and an unsubscribe link, so everything but the
+        strings is the same for all of them, in the order ``general`` writes it. The
+        strings are a list: each key's value as JSON for the text part, then for the
+        HTML part, then the address, the ``to`` name, the link escaped for the header
+        (JSON escapes a string character by character, so the List-Unsubscribe text is
+        the escaped link between the fixed, escaped rest), and the two ids.
+        """
+        if not self.template.bulk:
+            return None
+        keys = [field for field, _, _ in self.fields]
+        keys += [key for key in ("name", "unsubscribe_url") if key not in keys]
+        m = len(keys)
+        address, name, link, sid, did = range(2 * m, 2 * m + 5)
+        subs: list[str | int] = []
+        sep = ',"substitutions":{'
+        for i, (_field, text_key, html_key) in enumerate(self.fields):
+            if text_key:
+                subs += (sep + text_key, i)
+                sep = ","
+            if html_key:
+                subs += (sep + html_key, m + i)
+                sep = ","
+        if subs:
+            subs.append("}")
+        mailto = self.template.unsubscribe_mailto
+        rest = _json(f">, <{mailto}>")[1:-1] if mailto else ">"
+        fixed = self.fixed_args + "," if self.fixed_args else ""
+        tail = [
+            *subs,
+            ',"headers":{"List-Unsubscribe":"<',
+            link,
+            rest + '","List-Unsubscribe-Post":"List-Unsubscribe=One-Click"}',
+            ',"custom_args":{' + fixed + '"subscriber_id":"',
+            sid,
+            '","delivery_id":"',
+            did,
+            '"}}',
+        ]
+        return _Campaign(
+            texts=itemgetter(*keys),
+            name_at=keys.index("name"),
+            link_at=keys.index("unsubscribe_url"),
+            named=_frame(['{"to":[{"email":', address, ',"name":', name, "}]", *tail]),
+            bare=_frame(['{"to":[{"email":', address, "}]", *tail]),
+        )
 
     def personalization(self, recipient: Recipient) -> str:
+        """One recipient's personalization as JSON text (see ``general``).
+
+        A campaign's recipient (both ids, an unsubscribe link) fills the prepared frame,
+        in C calls but for a few: its values JSON-escaped once each (HTML-escaped first
+        for the HTML part only when one needs it), put in the frame's blanks at once,
+        joined. Anyone else takes ``general``; both write the very same text, which
+        ``tests/test_transports_sendgrid.py`` checks for any message and values.
+        """
+        campaign = self._campaign
+        sid = recipient.subscriber_id
+        did = recipient.delivery_id
+        if campaign is None or sid is None or did is None:
+            return self.general(recipient)
+        try:
+            texts = campaign.texts(recipient.values)
+            joined = "".join(texts)
+        except (KeyError, TypeError):  # a value missing (or not text): general says ""
+            return self.general(recipient)
+        if not texts[campaign.link_at]:
+            return self.general(recipient)
+        strings = list(map(_json, texts))
+        # What html.escape changes; five scans for one character each beat one regex.
+        if "&" in joined or "<" in joined or ">" in joined or '"' in joined or "'" in joined:
+            strings += map(_json, map(html.escape, texts))
+        else:
+            strings += strings
+        name = texts[campaign.name_at]
+        to_name = " ".join(name.split())
+        strings += (
+            _json(recipient.email),
+            strings[campaign.name_at] if to_name == name else _json(to_name),
+            strings[campaign.link_at][1:-1],
+            str(sid),
+            str(did),
+        )
+        pieces, pick = campaign.named if to_name else campaign.bare
+        out = pieces.copy()
+        out[1::2] = pick(strings)
+        return "".join(out)
+
+    def general(self, recipient: Recipient) -> str:
         """One recipient's personalization as JSON text: ``to``, ``substitutions`` (filled
         into subject and parts), ``headers`` (List-Unsubscribe, which SendGrid does not
         substitute into) and ``custom_args`` (the ids every event brings back).
 
-        The hot loop of a send (a thousand calls a request): every piece is a C call on
-        a str, and a value is HTML-escaped only when it holds a character that needs it.
+        Any recipient, any message: the text written piece by piece, a value HTML-escaped
+        only when it holds a character that needs it. A campaign's recipients take the
+        frame in ``personalization`` instead, to the same text.
         """
         values = recipient.values
         out = ['{"to":[{"email":', _json(recipient.email)]
