@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from digestmail.config import Settings
 from digestmail.placeholders import FIELDS, Template, token
 from digestmail.transports.base import MessageTemplate, Recipient, TransportError
-from digestmail.transports.sendgrid import SendGridTransport, _Body
+from digestmail.transports.sendgrid import SendGridTransport, _Body, _JSONText
 from tests.fakes.sendgrid import FakeSendGrid
 
 API_KEY = "SG.test-key-do-not-log"
@@ -194,6 +194,18 @@ def test_key_never_logged(fake: FakeSendGrid, caplog: pytest.LogCaptureFixture) 
     fake.fail_next(503)
     transport(fake).send_batch(TEMPLATE, recipients(2))
     assert API_KEY not in caplog.text
+
+
+def test_the_posted_body_is_the_request_text_and_logs_as_its_size() -> None:
+    """The client encodes the body it is handed and formats it into a debug line whether
+    or not debug logging is on: the bytes are the request's text, formatted its size."""
+    text = _Body(TEMPLATE).request(recipients(3))
+    payload = _JSONText(text).encode("utf-8")
+    assert payload == text.encode("utf-8")
+    assert json.loads(payload)["personalizations"][2]["to"][0]["email"] == "reader2@example.net"
+    assert f"PAYLOAD: {payload}" == f"PAYLOAD: <{len(payload)} bytes of JSON>"
+    assert json.loads(_Body(TEMPLATE).request([]))["personalizations"] == []
+    assert len(json.loads(_Body(TEMPLATE).request(recipients(1)))["personalizations"]) == 1
 
 
 _text = st.text(max_size=30)

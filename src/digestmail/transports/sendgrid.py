@@ -135,11 +135,20 @@ class _Payload(bytes):
         return f"<{len(self)} bytes of JSON>"
 
 
-class _JSONText(str):
-    """A request body of JSON text, which the client encodes into a ``_Payload``."""
+class _JSONText:
+    """A request body of JSON text, which the client encodes into a ``_Payload``.
+
+    Not a str subclass: making one from the text copies it (0.7 MB for a request of
+    1000); the client only asks for ``encode``.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
     def encode(self, encoding: str = "utf-8", errors: str = "strict") -> _Payload:
-        return _Payload(str.encode(self, encoding, errors))
+        return _Payload(self.text.encode(encoding, errors))
 
 
 # A personalization as literal pieces with a blank between each two (``pieces[1::2]``),
@@ -369,8 +378,17 @@ class _Body:
         return "".join(out)
 
     def request(self, recipients: Sequence[Recipient]) -> str:
-        """The whole request body as JSON text."""
-        return _JSONText(self.head + ",".join(map(self.personalization, recipients)) + "]}")
+        """The whole request body as JSON text.
+
+        Written in one join: the head and the end go onto the first and last pieces, so
+        that the 0.7 MB text of a request of 1000 is copied once, not once per ``+``.
+        """
+        parts = list(map(self.personalization, recipients))
+        if not parts:
+            return self.head + "]}"
+        parts[0] = self.head + parts[0]
+        parts[-1] += "]}"
+        return ",".join(parts)
 
 
 class _SharedPause:
@@ -488,7 +506,7 @@ class SendGridTransport:
             attempt += 1
             try:
                 response = self.client.client.mail.send.post(
-                    request_body=body,
+                    request_body=_JSONText(body),
                     request_headers={"Content-Type": _CONTENT_TYPE},
                     timeout=self.timeout,
                 )
