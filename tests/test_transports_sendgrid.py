@@ -301,8 +301,12 @@ def test_a_429_holds_back_every_request_of_the_transport(fake: FakeSendGrid) -> 
     assert fake.statuses.count(429) == 1
 
 
-# Text with what JSON, HTML and a %-format each treat specially, in any script.
+# Text with what JSON, HTML and a %-format each treat specially: ASCII only (the values of
+# most recipients) or in any script.
 _tricky = st.text(
+    st.sampled_from("\"\\<>&'% \x7f") | st.characters(max_codepoint=127),
+    max_size=20,
+) | st.text(
     st.sampled_from("\"\\<>&'%\x00\x1f\n\r\t\u2028\u00e9\u200d\U0001f600 ") | st.characters(),
     max_size=20,
 )
@@ -394,27 +398,52 @@ def _check_frame(template: MessageTemplate, recipient: Recipient) -> None:
     assert written.isascii()
 
 
-@settings(max_examples=200, deadline=None)
+# One kind of text for all of a recipient's values, so that a whole recipient is now and
+# then plain ASCII, or plain but for one character that JSON or HTML escapes (the frame
+# decides for all the values at once), or anything at all.
+_one_kind = st.sampled_from(
+    ["", '"', "\\", "&", "<", ">", "'", "\x00\x1f\x7f\n\t", "\xe9\u2028\U0001f600"]
+).map(lambda odd: st.text(st.sampled_from("aZ09 .:/@-_" + odd), max_size=20)) | st.just(_tricky)
+
+
+@settings(max_examples=300, deadline=None)
 @given(
-    email=_tricky,
-    values=st.dictionaries(st.sampled_from(FIELDS), _tricky),
-    link=_tricky.filter(bool),
-    slots=st.lists(st.tuples(st.sampled_from(FIELDS), st.booleans()), max_size=6),
+    kind=_one_kind,
+    data=st.data(),
+    slots=st.just([(f, is_html) for f in FIELDS for is_html in (False, True)])
+    | st.lists(st.tuples(st.sampled_from(FIELDS), st.booleans()), max_size=6),
     ids=st.tuples(st.integers(1, 2**62), st.integers(1, 2**62)),
     mailto=st.none() | _tricky.map(lambda t: "mailto:" + t),
     campaign_id=st.none() | st.integers(1, 2**31),
 )
 def test_property_every_campaign_recipient_takes_the_frame_to_the_same_text(
-    email: str,
-    values: dict[str, str],
-    link: str,
+    kind: st.SearchStrategy[str],
+    data: st.DataObject,
     slots: list[tuple[str, bool]],
     ids: tuple[int, int],
     mailto: str | None,
     campaign_id: int | None,
 ) -> None:
-    """The same, for a campaign's recipients only (bulk mail, both ids, a link): each of
-    them takes the frame, so odd templates and values meet it more often."""
+    """The same, for a campaign's recipients only (bulk mail, both ids, a link, every
+    value): each of them takes the frame, so odd templates and values meet it more
+    often."""
     template = _template_using(slots, unsubscribe_mailto=mailto, campaign_id=campaign_id)
-    values = {**values, "unsubscribe_url": link}
+    email = data.draw(kind)
+    values = {field: data.draw(kind) for field in FIELDS}
+    values["unsubscribe_url"] = data.draw(kind.filter(bool))
     _check_frame(template, Recipient(email, values, subscriber_id=ids[0], delivery_id=ids[1]))
+
+
+@pytest.mark.parametrize(
+    "odd", ["", '"', "\\", "&", "<", ">", "'", "\x00", "\x7f", "\xe9", "\u2028"]
+)
+def test_one_odd_character_anywhere_in_a_campaign_recipient_is_written_right(odd: str) -> None:
+    """Each character JSON or HTML escapes, alone in an otherwise plain recipient (the
+    frame decides for all the values at once whether any needs escaping), in any one
+    value or the address."""
+    template = _template_using([(f, is_html) for f in FIELDS for is_html in (False, True)])
+    plain = {field: f"Ann {field} Lee" for field in FIELDS}
+    for where in (*FIELDS, "address"):
+        values = {**plain, where: f"Ann {odd} Lee"} if where in plain else plain
+        email = f"ann{odd}@example.org" if where == "address" else "ann@example.org"
+        _check_frame(template, Recipient(email, values, subscriber_id=7, delivery_id=5007))

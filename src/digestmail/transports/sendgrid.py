@@ -239,10 +239,11 @@ class _Body:
 
         Such a recipient has both ids and an unsubscribe link, so everything but the
         strings is the same for all of them, in the order ``general`` writes it. The
-        strings are a list: each key's value as JSON for the text part, then for the
-        HTML part, then the address, the ``to`` name, the link escaped for the header
-        (JSON escapes a string character by character, so the List-Unsubscribe text is
-        the escaped link between the fixed, escaped rest), and the two ids.
+        strings are JSON string literals without their quotes (the frame has them), in
+        a list: each key's value for the text part, then for the HTML part, then the
+        address, the ``to`` name, the link once more for the header and the two ids.
+        JSON escapes a string character by character, so the List-Unsubscribe text is
+        the escaped link between the fixed, escaped rest.
         """
         if not self.template.bulk:
             return None
@@ -254,10 +255,10 @@ class _Body:
         sep = ',"substitutions":{'
         for i, (_field, text_key, html_key) in enumerate(self.fields):
             if text_key:
-                subs += (sep + text_key, i)
+                subs += (sep + text_key + '"', i, '"')
                 sep = ","
             if html_key:
-                subs += (sep + html_key, m + i)
+                subs += (sep + html_key + '"', m + i, '"')
                 sep = ","
         if subs:
             subs.append("}")
@@ -279,46 +280,49 @@ class _Body:
             texts=itemgetter(*keys),
             name_at=keys.index("name"),
             link_at=keys.index("unsubscribe_url"),
-            named=_frame(['{"to":[{"email":', address, ',"name":', name, "}]", *tail]),
-            bare=_frame(['{"to":[{"email":', address, "}]", *tail]),
+            named=_frame(['{"to":[{"email":"', address, '","name":"', name, '"}]', *tail]),
+            bare=_frame(['{"to":[{"email":"', address, '"}]', *tail]),
         )
 
     def personalization(self, recipient: Recipient) -> str:
         """One recipient's personalization as JSON text (see ``general``).
 
         A campaign's recipient (both ids, an unsubscribe link) fills the prepared frame,
-        in C calls but for a few: its values JSON-escaped once each (HTML-escaped first
-        for the HTML part only when one needs it), put in the frame's blanks at once,
-        joined. Anyone else takes ``general``; both write the very same text, which
-        ``tests/test_transports_sendgrid.py`` checks for any message and values.
+        in C calls but for a few: the values checked at once for what JSON or HTML
+        would escape (usually nothing: then they go in as they are), put in the frame's
+        blanks at once, joined. Anyone else takes ``general``; both write the very
+        same text, which ``tests/test_transports_sendgrid.py`` checks for any message
+        and values.
         """
         campaign = self._campaign
         sid = recipient.subscriber_id
         did = recipient.delivery_id
         if campaign is None or sid is None or did is None:
             return self.general(recipient)
+        email = recipient.email
         try:
             texts = campaign.texts(recipient.values)
-            joined = "".join(texts)
+            every = "".join(texts) + email
         except (KeyError, TypeError):  # a value missing (or not text): general says ""
             return self.general(recipient)
         if not texts[campaign.link_at]:
             return self.general(recipient)
-        strings = list(map(_json, texts))
-        # What html.escape changes; five scans for one character each beat one regex.
-        if "&" in joined or "<" in joined or ">" in joined or '"' in joined or "'" in joined:
-            strings += map(_json, map(html.escape, texts))
-        else:
-            strings += strings
         name = texts[campaign.name_at]
         to_name = " ".join(name.split())
-        strings += (
-            _json(recipient.email),
-            strings[campaign.name_at] if to_name == name else _json(to_name),
-            strings[campaign.link_at][1:-1],
-            str(sid),
-            str(did),
-        )
+        # JSON writes printable ASCII but for '"' and '\\' as it is (the C encoder's own
+        # test), so usually the values go in as they are.
+        if every.isascii() and every.isprintable() and '"' not in every and "\\" not in every:
+            strings = list(texts)
+        else:
+            strings = [_json(text)[1:-1] for text in texts]
+            email = _json(email)[1:-1]
+            to_name = _json(to_name)[1:-1]
+        # What html.escape changes: five one-character scans beat one regex.
+        if "&" in every or "<" in every or ">" in every or '"' in every or "'" in every:
+            strings += [_json(text)[1:-1] for text in map(html.escape, texts)]
+        else:
+            strings += strings
+        strings += (email, to_name, strings[campaign.link_at], str(sid), str(did))
         pieces, pick = campaign.named if to_name else campaign.bare
         out = pieces.copy()
         out[1::2] = pick(strings)
