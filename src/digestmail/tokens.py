@@ -134,15 +134,16 @@ class UnsubscribeLinks:
         a minus), base64'd. Base64 of those characters never holds '+' or '/' (every
         6-bit group of bytes 0x2D and 0x30-0x39 is at most 57), so only the padding goes
         and the URL-safe alphabet needs no translation there. Once per recipient: every
-        step is a C call, and the link is built as bytes and decoded once.
+        step is a C call without keyword arguments to parse (the encoder's newline goes
+        with the padding), and the link is built as bytes and decoded once.
         """
-        value = b2a_base64(b"%d" % subscriber_id, newline=False).rstrip(b"=") + self._suffix
+        value = b2a_base64(b"%d" % subscriber_id).rstrip(b"=\n") + self._suffix
         inner = self._inner.copy()
         inner.update(value)
         outer = self._outer.copy()
         outer.update(inner.digest())
-        sig = b2a_base64(outer.digest(), newline=False).translate(_URLSAFE, b"=")
-        return (self._prefix + value + b"." + sig).decode("utf-8")
+        sig = b2a_base64(outer.digest()).translate(_URLSAFE, b"=\n")
+        return (self._prefix + value + b"." + sig).decode()
 
 
 # RFC 2104's pads, as byte translations: key.translate(_IPAD) is key ⊕ 0x36 bytewise.
@@ -153,4 +154,4 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 def _b64(data: bytes) -> bytes:
     """itsdangerous's ``base64_encode`` (URL-safe alphabet, no padding) in C calls only."""
-    return b2a_base64(data, newline=False).translate(_URLSAFE, b"=")
+    return b2a_base64(data).translate(_URLSAFE, b"=\n")
