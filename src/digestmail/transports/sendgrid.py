@@ -311,18 +311,16 @@ class _Body:
         to_name = " ".join(name.split())
         # JSON writes printable ASCII but for '"' and '\\' as it is (the C encoder's own
         # test), so usually the values go in as they are.
-        if every.isascii() and every.isprintable() and '"' not in every and "\\" not in every:
-            strings = list(texts)
-        else:
-            strings = [_json(text)[1:-1] for text in texts]
+        plain: Sequence[str] = texts
+        if not (every.isascii() and every.isprintable() and '"' not in every and "\\" not in every):
+            plain = [_json(text)[1:-1] for text in texts]
             email = _json(email)[1:-1]
             to_name = _json(to_name)[1:-1]
         # What html.escape changes: five one-character scans beat one regex.
+        escaped = plain
         if "&" in every or "<" in every or ">" in every or '"' in every or "'" in every:
-            strings += [_json(text)[1:-1] for text in map(html.escape, texts)]
-        else:
-            strings += strings
-        strings += (email, to_name, strings[campaign.link_at], str(sid), str(did))
+            escaped = [_json(text)[1:-1] for text in map(html.escape, texts)]
+        strings = [*plain, *escaped, email, to_name, plain[campaign.link_at], str(sid), str(did)]
         pieces, pick = campaign.named if to_name else campaign.bare
         out = pieces.copy()
         out[1::2] = pick(strings)
