@@ -9,15 +9,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digestmail.config import Settings
-from digestmail.placeholders import Template
+from digestmail.placeholders import FIELDS, Template, token
 from digestmail.transports.base import MessageTemplate, Recipient, TransportError
-from digestmail.transports.sendgrid import SendGridTransport, _Body
+from digestmail.transports.sendgrid import SendGridTransport, _Body, _JSONText
 from tests.fakes.sendgrid import FakeSendGrid
 
 API_KEY = "SG.test-key-do-not-log"
@@ -195,6 +196,18 @@ def test_key_never_logged(fake: FakeSendGrid, caplog: pytest.LogCaptureFixture) 
     assert API_KEY not in caplog.text
 
 
+def test_the_posted_body_is_the_request_text_and_logs_as_its_size() -> None:
+    """The client encodes the body it is handed and formats it into a debug line whether
+    or not debug logging is on: the bytes are the request's text, formatted its size."""
+    text = _Body(TEMPLATE).request(recipients(3))
+    payload = _JSONText(text).encode("utf-8")
+    assert payload == text.encode("utf-8")
+    assert json.loads(payload)["personalizations"][2]["to"][0]["email"] == "reader2@example.net"
+    assert f"PAYLOAD: {payload}" == f"PAYLOAD: <{len(payload)} bytes of JSON>"
+    assert json.loads(_Body(TEMPLATE).request([]))["personalizations"] == []
+    assert len(json.loads(_Body(TEMPLATE).request(recipients(1)))["personalizations"]) == 1
+
+
 _text = st.text(max_size=30)
 
 
@@ -286,3 +299,151 @@ def test_a_429_holds_back_every_request_of_the_transport(fake: FakeSendGrid) -> 
     later = [h.arrived for h in fake.hits if h.status == 202]
     assert len(later) == 4 and min(later) >= told + 0.5
     assert fake.statuses.count(429) == 1
+
+
+# Text with what JSON, HTML and a %-format each treat specially: ASCII only (the values of
+# most recipients) or in any script.
+_tricky = st.text(
+    st.sampled_from("\"\\<>&'% \x7f") | st.characters(max_codepoint=127),
+    max_size=20,
+) | st.text(
+    st.sampled_from("\"\\<>&'%\x00\x1f\n\r\t\u2028\u00e9\u200d\U0001f600 ") | st.characters(),
+    max_size=20,
+)
+
+
+def _reference_personalization(template: MessageTemplate, r: Recipient) -> dict[str, Any]:
+    """What a personalization says, built as dicts the plain way."""
+    values = r.values
+    to = {"email": r.email}
+    name = " ".join(values.get("name", "").split())
+    if name:
+        to["name"] = name
+    p: dict[str, Any] = {"to": [to]}
+    subs = {}
+    for part in (template.subject, template.text, template.html):
+        for field, is_html in Template.parse(part).slots:
+            value = values.get(field, "")
+            subs[token(field, html_part=is_html)] = html.escape(value) if is_html else value
+    if subs:
+        p["substitutions"] = subs
+    url = values.get("unsubscribe_url")
+    links = [f"<{x}>" for x in (url, template.unsubscribe_mailto) if x]
+    if template.bulk and links:
+        p["headers"] = {"List-Unsubscribe": ", ".join(links)}
+        if url:
+            p["headers"]["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    args = {}
+    if template.campaign_id is not None:
+        args["campaign_id"] = str(template.campaign_id)
+    if template.is_test:
+        args["test"] = "1"
+    if r.subscriber_id is not None:
+        args["subscriber_id"] = str(r.subscriber_id)
+    if r.delivery_id is not None:
+        args["delivery_id"] = str(r.delivery_id)
+    if args:
+        p["custom_args"] = args
+    return p
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    email=_tricky,
+    values=st.dictionaries(st.sampled_from(FIELDS), _tricky),
+    slots=st.lists(st.tuples(st.sampled_from(FIELDS), st.booleans()), max_size=6),
+    ids=st.tuples(st.integers(1, 2**62), st.integers(1, 2**62)) | st.none(),
+    mailto=st.none() | _tricky.map(lambda t: "mailto:" + t),
+    campaign_id=st.none() | st.integers(1, 2**31),
+    bulk=st.booleans(),
+    is_test=st.booleans(),
+)
+def test_property_the_campaign_frame_writes_what_the_general_path_writes(
+    email: str,
+    values: dict[str, str],
+    slots: list[tuple[str, bool]],
+    ids: tuple[int, int] | None,
+    mailto: str | None,
+    campaign_id: int | None,
+    bulk: bool,
+    is_test: bool,
+) -> None:
+    """A campaign's recipients fill a prepared %-format; anyone else takes the general
+    path. For any message (fields used in either part or none, List-Unsubscribe mailto or
+    not, ids or not) and any values (quotes, backslashes, <>&, '%', control characters,
+    any script, a link or none): the frame writes the very same text, and that text
+    parses to the personalization built as dicts."""
+    template = _template_using(
+        slots,
+        unsubscribe_mailto=mailto,
+        campaign_id=campaign_id,
+        bulk=bulk,
+        is_test=is_test,
+    )
+    sid, did = ids or (None, None)
+    _check_frame(template, Recipient(email, values, subscriber_id=sid, delivery_id=did))
+
+
+def _template_using(slots: list[tuple[str, bool]], **kw: Any) -> MessageTemplate:
+    text = " ".join(token(f, html_part=False) for f, is_html in slots if not is_html)
+    html_part = "<p>" + " ".join(token(f, html_part=True) for f, is_html in slots if is_html)
+    return replace(TEMPLATE, subject="Digest", text=text, html=html_part, **kw)
+
+
+def _check_frame(template: MessageTemplate, recipient: Recipient) -> None:
+    body = _Body(template)
+    written = body.personalization(recipient)
+    assert written == body.general(recipient)
+    assert json.loads(written) == _reference_personalization(template, recipient)
+    assert written.isascii()
+
+
+# One kind of text for all of a recipient's values, so that a whole recipient is now and
+# then plain ASCII, or plain but for one character that JSON or HTML escapes (the frame
+# decides for all the values at once), or anything at all.
+_one_kind = st.sampled_from(
+    ["", '"', "\\", "&", "<", ">", "'", "\x00\x1f\x7f\n\t", "\xe9\u2028\U0001f600"]
+).map(lambda odd: st.text(st.sampled_from("aZ09 .:/@-_" + odd), max_size=20)) | st.just(_tricky)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=_one_kind,
+    data=st.data(),
+    slots=st.just([(f, is_html) for f in FIELDS for is_html in (False, True)])
+    | st.lists(st.tuples(st.sampled_from(FIELDS), st.booleans()), max_size=6),
+    ids=st.tuples(st.integers(1, 2**62), st.integers(1, 2**62)),
+    mailto=st.none() | _tricky.map(lambda t: "mailto:" + t),
+    campaign_id=st.none() | st.integers(1, 2**31),
+)
+def test_property_every_campaign_recipient_takes_the_frame_to_the_same_text(
+    kind: st.SearchStrategy[str],
+    data: st.DataObject,
+    slots: list[tuple[str, bool]],
+    ids: tuple[int, int],
+    mailto: str | None,
+    campaign_id: int | None,
+) -> None:
+    """The same, for a campaign's recipients only (bulk mail, both ids, a link, every
+    value): each of them takes the frame, so odd templates and values meet it more
+    often."""
+    template = _template_using(slots, unsubscribe_mailto=mailto, campaign_id=campaign_id)
+    email = data.draw(kind)
+    values = {field: data.draw(kind) for field in FIELDS}
+    values["unsubscribe_url"] = data.draw(kind.filter(bool))
+    _check_frame(template, Recipient(email, values, subscriber_id=ids[0], delivery_id=ids[1]))
+
+
+@pytest.mark.parametrize(
+    "odd", ["", '"', "\\", "&", "<", ">", "'", "\x00", "\x7f", "\xe9", "\u2028"]
+)
+def test_one_odd_character_anywhere_in_a_campaign_recipient_is_written_right(odd: str) -> None:
+    """Each character JSON or HTML escapes, alone in an otherwise plain recipient (the
+    frame decides for all the values at once whether any needs escaping), in any one
+    value or the address."""
+    template = _template_using([(f, is_html) for f in FIELDS for is_html in (False, True)])
+    plain = {field: f"Ann {field} Lee" for field in FIELDS}
+    for where in (*FIELDS, "address"):
+        values = {**plain, where: f"Ann {odd} Lee"} if where in plain else plain
+        email = f"ann{odd}@example.org" if where == "address" else "ann@example.org"
+        _check_frame(template, Recipient(email, values, subscriber_id=7, delivery_id=5007))

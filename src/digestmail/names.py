@@ -25,11 +25,16 @@ def clean_name(raw: str | None) -> str | None:
     """
     if not raw:
         return None
-    name = unicodedata.normalize("NFC", raw)
+    # A send cleans every recipient's name: the usual one (ASCII, already single-spaced)
+    # is known clean after a few C calls. ASCII is its own NFC; in a printable name the
+    # only whitespace is the space, so it is single-spaced unless one of these says not.
+    name = raw if raw.isascii() else unicodedata.normalize("NFC", raw)
     if not name.isprintable():
         name = "".join(
             " " if cat in _SPACED else "" if cat in _DROPPED and ch not in _JOINERS else ch
             for ch, cat in ((ch, unicodedata.category(ch)) for ch in name)
         )
+    elif len(name) <= NAME_MAX and name[0] != " " and name[-1] != " " and "  " not in name:
+        return name
     name = " ".join(name.split())[:NAME_MAX]
     return name or None

@@ -6,6 +6,8 @@ from email.utils import parseaddr
 from typing import cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Table, func, select, update
 
 from digestmail import campaigns
@@ -13,7 +15,9 @@ from digestmail.campaigns import MessageNotBuilt
 from digestmail.campaigns.message import RecipientValues, checked_template, load_issue
 from digestmail.config import Settings
 from digestmail.db import Database
-from digestmail.models import Delivery, Issue
+from digestmail.models import MAX_ID, Delivery, Issue
+from digestmail.render import recipient_values, unsubscribe_mailto, webview_url
+from digestmail.tokens import UnsubscribeLinks
 from tests.campaign_helpers import add_subscribers, outbox_messages, store_issue
 
 D = cast(Table, Delivery.__table__)
@@ -88,3 +92,31 @@ def test_recipient_values_greet_by_name_and_link_to_the_issue(small: Settings) -
     stranger = values(None, "editor@example.org", None)
     assert stranger["greeting_name"] == "Dear reader,"
     assert stranger["unsubscribe_url"] == f"mailto:{small.contact_address}?subject=unsubscribe"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    subscriber_id=st.none() | st.integers(min_value=1, max_value=MAX_ID),
+    email=st.emails(),
+    name=st.none() | st.text(max_size=40),
+)
+def test_property_a_campaign_s_values_are_render_s(
+    subscriber_id: int | None, email: str, name: str | None
+) -> None:
+    """The campaign writes ``render.recipient_values`` out for speed: for any name (none,
+    blank, any script, control characters) and either kind of reader, the same values."""
+    cfg = Settings()
+    values = RecipientValues(cfg, "policy-digest-9-1")
+    values.links.tick(1_700_000_000)
+    links = UnsubscribeLinks(cfg)
+    links.tick(1_700_000_000)
+    expected = recipient_values(
+        cfg,
+        name=name,
+        email=email,
+        unsubscribe_url=(
+            unsubscribe_mailto(cfg) if subscriber_id is None else links(subscriber_id)
+        ),
+        webview_url=webview_url(cfg, "policy-digest-9-1"),
+    )
+    assert values(subscriber_id, email, name) == expected
