@@ -30,6 +30,7 @@ from digestmail.models import Campaign, CampaignStatus, Delivery, Issue, StopRea
 from digestmail.tokens import Purpose, read_token
 from digestmail.transports.base import (
     BatchResult,
+    Handover,
     MessageTemplate,
     Recipient,
     Rejected,
@@ -898,11 +899,18 @@ def test_a_temporary_failure_holds_back_every_batch_until_the_wait_is_over(
     started_at: list[float] = []  # for each batch handed over: how long had been slept
 
     class Busy(FailingOutbox):
-        def send_batch(
-            self, template: MessageTemplate, recipients: Sequence[Recipient]
-        ) -> BatchResult:
-            started_at.append(sum(slept))
-            return super().send_batch(template, recipients)
+        def prepare(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> Handover:
+            # Read as the sender hands the batch over (in its thread): a worker may start
+            # it later, while the sender already sleeps. A retry goes out as it was
+            # prepared, after the wait: it reads the time then.
+            handed: list[float] = [sum(slept)]
+            send = super().prepare(template, recipients)
+
+            def handover() -> BatchResult:
+                started_at.append(handed.pop() if handed else sum(slept))
+                return send()
+
+            return handover
 
     busy = TransportError("SendGrid answered 429", permanent=False, retry_after=5)
     info = run_campaign(
