@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import random
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -39,6 +41,10 @@ _QP_LINE = 75
 _EW_BYTES = 45
 
 _HEADER_POLICY = policy.SMTP
+
+# What may not appear in an address or URL put into a header or the SMTP envelope.
+_BAD_ADDRESS = re.compile('[\r\n<>, \t"]')
+_BAD_URL = re.compile("[\r\n <>\t]")
 
 
 class InvalidRecipient(ValueError):
@@ -131,7 +137,7 @@ def _to_header(email: str, name: str) -> bytes:
     # Apostrophes and the other RFC 5322 atext characters are fine; what could break
     # out of the header or the SMTP envelope is not. Non-ASCII would need SMTPUTF8,
     # which subscribers.normalize already refuses up front.
-    if not email.isascii() or any(c in email for c in '\r\n<>, \t"') or email.count("@") != 1:
+    if not email.isascii() or _BAD_ADDRESS.search(email) or email.count("@") != 1:
         raise InvalidRecipient(f"cannot address a message to {email!r}")
     name = _one_line(name).strip()
     if not name:
@@ -186,20 +192,39 @@ class _EncodedPart:
         self.stuffed_dots = sum(map(len, self.stuffed)) - sum(map(len, self.literals))
         self.slots = tpl.slots
 
-    def render(self, values: Mapping[str, str], out: list[bytes], *, wire: bool) -> int:
-        """Append the part's pieces to ``out``; answer how many dots stuffing added."""
+    def render(
+        self,
+        values: Mapping[str, str],
+        out: list[bytes],
+        *,
+        wire: bool,
+        encoded: dict[str, tuple[bytes, int]],
+    ) -> int:
+        """Append the part's pieces to ``out``; answer how many dots stuffing added.
+
+        ``encoded`` keeps each text's encoding (and the dots stuffing added to it) for the
+        other slots of the message: a value is usually the same in the plain and the HTML
+        part (a URL, a name that HTML-escaping leaves as it is). An encoding does not
+        depend on where it goes, as every piece starts at a line start.
+        """
         literals = self.stuffed if wire else self.literals
         dots = self.stuffed_dots if wire else 0
         out.append(literals[0])
         for i, (field, is_html) in enumerate(self.slots, 1):
             value = values.get(field, "")
             if value:
-                encoded = qp_encode(html.escape(value, quote=True) if is_html else value)
-                if wire:
-                    stuffed = dot_stuff(encoded)
-                    dots += len(stuffed) - len(encoded)
-                    encoded = stuffed
-                out.append(encoded)
+                text = html.escape(value, quote=True) if is_html else value
+                known = encoded.get(text)
+                if known is None:
+                    piece = qp_encode(text)
+                    added = 0
+                    if wire:
+                        stuffed = dot_stuff(piece)
+                        added = len(stuffed) - len(piece)
+                        piece = stuffed
+                    known = encoded[text] = (piece, added)
+                out.append(known[0])
+                dots += known[1]
             out.append(literals[i])
         return dots
 
@@ -261,7 +286,7 @@ class CompiledMessage:
             return b""
         entries = []
         if url:
-            if any(c in url for c in "\r\n <>\t"):
+            if _BAD_URL.search(url):
                 raise InvalidRecipient(f"unusable unsubscribe URL {url!r}")
             entries.append(f"<{url}>")
         if self._mailto:
@@ -280,7 +305,9 @@ class CompiledMessage:
         # Header lines start with a name and folded lines with a space, so only the
         # part bodies ever hold a line that starts with ".".
         values = recipient.values
-        message_id = f"{uuid.uuid4().hex}@{self.domain}"
+        # 128 random bits, as a version 4 UUID has, from the generator seeded from
+        # os.urandom (re-seeded in a forked child) rather than a system call per message.
+        message_id = f"{random.getrandbits(128):032x}@{self.domain}"
         subject = self._static_subject or _unstructured("Subject", self._subject.substitute(values))
         out = [
             self._dates.get(),
@@ -293,9 +320,10 @@ class CompiledMessage:
             self._mime,
             self._text_head,
         ]
-        dots = self._text.render(values, out, wire=wire)
+        encoded: dict[str, tuple[bytes, int]] = {}
+        dots = self._text.render(values, out, wire=wire, encoded=encoded)
         out.append(self._html_head)
-        dots += self._html.render(values, out, wire=wire)
+        dots += self._html.render(values, out, wire=wire, encoded=encoded)
         out.append(self._end)
         return message_id, out, dots
 
