@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from itsdangerous import TimestampSigner
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from digestmail.config import Settings
 from digestmail.models import MAX_ID
@@ -92,6 +92,18 @@ def test_fast_unsubscribe_links_are_the_tokens_itsdangerous_makes() -> None:
         assert read_token(settings, Purpose.UNSUBSCRIBE, ours.rsplit("/", 1)[1]) == subscriber_id
 
 
+def _signing_at(cfg: Settings, signed_at: int) -> URLSafeTimedSerializer:
+    """itsdangerous's own unsubscribe serializer, its clock stopped at ``signed_at``."""
+
+    class At(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return signed_at
+
+    serializer = _serializer(cfg, Purpose.UNSUBSCRIBE)
+    serializer.signer = At
+    return serializer
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     subscriber_id=st.integers(min_value=1, max_value=MAX_ID),
@@ -105,13 +117,7 @@ def test_property_fast_tokens_equal_itsdangerous_and_read_back(
     campaign's fast token is the string itsdangerous makes, and the unsubscribe route's
     reader takes it: links in emails sent before and after stay interchangeable."""
     cfg = Settings(secret_key=secret)
-
-    class At(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return signed_at
-
-    serializer = _serializer(cfg, Purpose.UNSUBSCRIBE)
-    serializer.signer = At
+    serializer = _signing_at(cfg, signed_at)
     links = UnsubscribeLinks(cfg)
     links.tick(signed_at)
     token = links.token(subscriber_id)
@@ -191,13 +197,7 @@ def test_property_fast_tokens_equal_itsdangerous_for_any_int(value: int, signed_
     (``dumps`` zlib-compresses a payload when that makes it shorter, which can happen
     from 13 characters on; an id has at most 10 digits.)"""
     cfg = Settings(secret_key="k1-" + "x" * 32, base_url="https://digest.example.org/news")
-
-    class At(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return signed_at
-
-    serializer = _serializer(cfg, Purpose.UNSUBSCRIBE)
-    serializer.signer = At
+    serializer = _signing_at(cfg, signed_at)
     links = UnsubscribeLinks(cfg)
     links.tick(signed_at)
     assert links(value) == "https://digest.example.org/news/unsubscribe/" + serializer.dumps(value)
