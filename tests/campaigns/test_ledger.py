@@ -214,7 +214,7 @@ def test_a_claim_writes_one_batch_row_and_leaves_batches_in_flight_alone(
 def test_a_retry_accepts_only_what_was_accepted(database: Database, small: Settings) -> None:
     """A retry holds the rows marked with its number; rows it defers again keep the mark
     but are not taken for accepted ones, and a retry in flight is not claimed twice."""
-    cid, ledger = _started(database, small, 4)
+    cid, _ = _started(database, small, 4)
     ledger = Ledger(cid, settings=small, batch_size=4, recipient_retry_delays=(0, 0, 0))
     values = RecipientValues(small, "policy-digest-9-1")
     with database.engine.begin() as conn:

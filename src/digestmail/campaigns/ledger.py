@@ -145,11 +145,7 @@ class Ledger:
         was in flight when the previous sender stopped (up to concurrency of them). Its
         rows count the try (it may have delivered) and its number stays used.
         """
-        open_ = conn.execute(
-            select(B.c.number, B.c.retry, B.c.first_id, B.c.last_id).where(
-                B.c.campaign_id == self.campaign_id, B.c.closed_at.is_(None)
-            )
-        ).all()
+        open_ = self._open_batches(conn)
         recovered = 0
         for number, retry, first, last in open_:
             recovered += conn.execute(
@@ -164,6 +160,14 @@ class Ledger:
             self._close(conn, [n for n, *_ in open_], BatchOutcome.ABANDONED, now)
         return recovered
 
+    def _open_batches(self, conn: Connection) -> Sequence[Any]:
+        """(number, retry, first id, last id) of every batch still in flight."""
+        return conn.execute(
+            select(B.c.number, B.c.retry, B.c.first_id, B.c.last_id).where(
+                B.c.campaign_id == self.campaign_id, B.c.closed_at.is_(None)
+            )
+        ).all()
+
     def _close(
         self, conn: Connection, numbers: Sequence[int], outcome: BatchOutcome, now: datetime
     ) -> None:
@@ -176,6 +180,7 @@ class Ledger:
     def continue_numbering(self, conn: Connection) -> None:
         """Batches keep counting up across senders, so a batch number names one hand-over."""
         last = conn.scalar(select(func.max(B.c.number)).where(B.c.campaign_id == self.campaign_id))
+        # Batches handed over before there were batch rows are numbered on their rows only.
         older = conn.scalar(select(func.max(D.c.batch)).where(D.c.campaign_id == self.campaign_id))
         self.next_batch = max(int(last or 0), int(older or 0)) + 1
 
@@ -232,11 +237,7 @@ class Ledger:
         tries, and the numbers of retries."""
         firsts: list[tuple[int, int]] = []
         retries: list[int] = []
-        for number, retry, first, last in conn.execute(
-            select(B.c.number, B.c.retry, B.c.first_id, B.c.last_id).where(
-                B.c.campaign_id == self.campaign_id, B.c.closed_at.is_(None)
-            )
-        ):
+        for number, retry, first, last in self._open_batches(conn):
             if retry:
                 retries.append(number)
             else:
@@ -342,7 +343,8 @@ class Ledger:
             return Claim(batch, skipped=skipped, retried=retried)
 
     def record(self, conn: Connection, batch: Batch, result: BatchResult) -> Recorded:
-        """The transport's answer, in at most four bulk statements.
+        """The transport's answer, in a few bulk statements: one per kind of answer (a
+        first try's accepted rows by their range, a retry's by id), then the batch closed.
 
         A temporary failure puts the row back to ``pending`` (its error kept, the failure
         counted) for a later try; only a permanent one, or the last try, is ``rejected``.
