@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from email import message_from_bytes, policy
@@ -82,11 +83,16 @@ class HookedOutbox(OutboxTransport):
         super().__init__(settings)
         self.hook = hook
         self.calls = 0
+        # Batches are sent from several threads at once: each takes its number under the
+        # lock, so no number is skipped or given twice.
+        self._counting = threading.Lock()
 
     def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
-        self.calls += 1
+        with self._counting:
+            self.calls += 1
+            number = self.calls
         if self.hook:
-            self.hook(self.calls, recipients)
+            self.hook(number, recipients)
         return super().send_batch(template, recipients)
 
 
@@ -99,9 +105,12 @@ class FailingOutbox(HookedOutbox):
         self.at = at
 
     def send_batch(self, template: MessageTemplate, recipients: Sequence[Recipient]) -> BatchResult:
-        if self.calls + 1 >= self.at and self.errors:
-            self.calls += 1
-            raise self.errors.pop(0)
+        with self._counting:
+            error = self.errors.pop(0) if self.calls + 1 >= self.at and self.errors else None
+            if error is not None:
+                self.calls += 1
+        if error is not None:
+            raise error
         return super().send_batch(template, recipients)
 
 
