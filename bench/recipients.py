@@ -55,7 +55,10 @@ def claim_all(
     # (The ledger takes the settings since bounce tracking; runs on older code too.)
     extra = {"settings": settings} if "settings" in signature(Ledger).parameters else {}
     ledger = Ledger(cid, batch_size=batch, recipient_retry_delays=(), **extra)
-    personalise = RecipientValues(settings, slug) if values else (lambda *_: {})
+    if values:
+        personalise = RecipientValues(settings, slug).recipient
+    else:
+        personalise = lambda did, sid, email, _: Recipient(email, {}, sid, did)  # noqa: E731
     with db.engine.begin() as conn:
         ledger.snapshot(conn, utcnow())
     claiming = recording = 0.0
@@ -106,7 +109,7 @@ def main() -> None:
             values = RecipientValues(settings, slug)
             rows = [(i + 1, f"reader{i}@example.com", f"Reader {i}") for i in range(n)]
             start = time.process_time()
-            recipients = [Recipient(e, values(s, e, nm), s, s) for s, e, nm in rows]
+            recipients = [values.recipient(s, s, e, nm) for s, e, nm in rows]
             build.append((time.process_time() - start) / n)
             body = _Body(template)
             start = time.process_time()

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digestmail.campaigns.message import RecipientValues
 from digestmail.config import Settings
 from digestmail.placeholders import FIELDS, Template, token
 from digestmail.transports.base import MessageTemplate, Recipient, TransportError
@@ -368,11 +369,11 @@ def test_property_the_campaign_frame_writes_what_the_general_path_writes(
     bulk: bool,
     is_test: bool,
 ) -> None:
-    """A campaign's recipients fill a prepared %-format; anyone else takes the general
-    path. For any message (fields used in either part or none, List-Unsubscribe mailto or
-    not, ids or not) and any values (quotes, backslashes, <>&, '%', control characters,
-    any script, a link or none): the frame writes the very same text, and that text
-    parses to the personalization built as dicts."""
+    """A campaign's recipients fill a frame compiled for the message; anyone else takes
+    the general path. For any message (fields used in either part or none, List-Unsubscribe
+    mailto or not, ids or not) and any values (quotes, backslashes, <>&, '%', control
+    characters, any script, a link or none): the frame writes the very same text, and
+    that text parses to the personalization built as dicts."""
     template = _template_using(
         slots,
         unsubscribe_mailto=mailto,
@@ -447,3 +448,26 @@ def test_one_odd_character_anywhere_in_a_campaign_recipient_is_written_right(odd
         values = {**plain, where: f"Ann {odd} Lee"} if where in plain else plain
         email = f"ann{odd}@example.org" if where == "address" else "ann@example.org"
         _check_frame(template, Recipient(email, values, subscriber_id=7, delivery_id=5007))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.none() | _tricky | st.text(st.sampled_from("aZ09 .-"), max_size=20),
+    email=_tricky | st.emails(),
+    slots=st.lists(st.tuples(st.sampled_from(FIELDS), st.booleans()), max_size=6),
+    ids=st.tuples(st.integers(1, 2**62), st.integers(1, 2**62)),
+    mailto=st.none() | st.just("mailto:digest@example.org?subject=unsubscribe"),
+)
+def test_property_a_plain_recipient_of_a_campaign_is_written_as_any_other(
+    name: str | None,
+    email: str,
+    slots: list[tuple[str, bool]],
+    ids: tuple[int, int],
+    mailto: str | None,
+) -> None:
+    """A recipient the campaign marks ``plain`` goes into the frame without its values
+    being looked at again: for any message and any name or address, the text is still
+    the general path's (and a recipient that is not plain is checked as before)."""
+    values = RecipientValues(Settings(), "policy-digest-9-1")
+    recipient = values.recipient(ids[1], ids[0], email, name)
+    _check_frame(_template_using(slots, unsubscribe_mailto=mailto, campaign_id=3), recipient)

@@ -35,7 +35,7 @@ def test_recording_a_batch_and_claiming_the_next_are_one_transaction(
     cid, ledger = _started(database, small, 10)
     values = RecipientValues(small, "policy-digest-9-1")
     with database.engine.begin() as conn:
-        first = ledger.claim(conn, values).batch
+        first = ledger.claim(conn, values.recipient).batch
     assert first is not None and [r.email for r in first.recipients] == [
         f"user{i}@example.com" for i in range(4)
     ]
@@ -46,7 +46,7 @@ def test_recording_a_batch_and_claiming_the_next_are_one_transaction(
 
     with pytest.raises(Crash), database.engine.begin() as conn:
         assert ledger.record(conn, first, answer).accepted == 4
-        assert ledger.claim(conn, values).batch is not None
+        assert ledger.claim(conn, values.recipient).batch is not None
         raise Crash  # the process dies before the transaction commits
 
     # Neither happened: batch 1 is still the one in flight, and nobody else is claimed.
@@ -65,7 +65,7 @@ def test_record_sorts_the_answer_into_accepted_rejected_and_retried(
     cid, ledger = _started(database, small, 4)
     values = RecipientValues(small, "policy-digest-9-1")
     with database.engine.begin() as conn:
-        batch = ledger.claim(conn, values).batch
+        batch = ledger.claim(conn, values.recipient).batch
         assert batch is not None
         a, b, c, _silent = (r.email for r in batch.recipients)
         result = BatchResult(
@@ -77,7 +77,7 @@ def test_record_sorts_the_answer_into_accepted_rejected_and_retried(
         assert (recorded.accepted, recorded.rejected, recorded.deferred) == (1, 1, 2)
         assert ledger.retrying(conn) == 2
         # Only retries are left, and they wait a minute: the claim says how long.
-        wait = ledger.claim(conn, values)
+        wait = ledger.claim(conn, values.recipient)
         assert wait.batch is None and wait.retry_in is not None and 55 < wait.retry_in <= 60
         query = select(D.c.email, D.c.error).where(D.c.campaign_id == cid)
         errors = {row.email: row.error for row in conn.execute(query)}
@@ -91,7 +91,7 @@ def test_a_batch_put_back_is_pending_again_with_its_try_not_counted(
     cid, ledger = _started(database, small, 6)
     values = RecipientValues(small, "policy-digest-9-1")
     with database.engine.begin() as conn:
-        batch = ledger.claim(conn, values).batch
+        batch = ledger.claim(conn, values.recipient).batch
         assert batch is not None
         ledger.put_back(conn, batch)
         attempts = set(conn.scalars(select(D.c.attempts).where(D.c.campaign_id == cid)))
@@ -188,8 +188,8 @@ def test_a_claim_writes_one_batch_row_and_leaves_batches_in_flight_alone(
     cid, ledger = _started(database, small, 12)
     values = RecipientValues(small, "policy-digest-9-1")
     with database.engine.begin() as conn:
-        one = ledger.claim(conn, values).batch
-        two = ledger.claim(conn, values).batch
+        one = ledger.claim(conn, values.recipient).batch
+        two = ledger.claim(conn, values.recipient).batch
         assert one is not None and two is not None
         states = conn.execute(select(D.c.state).where(D.c.campaign_id == cid)).scalars().all()
         assert set(states) == {"pending"}
@@ -198,16 +198,16 @@ def test_a_claim_writes_one_batch_row_and_leaves_batches_in_flight_alone(
             (b.number, r.email) for b in (one, two) for r in b.recipients
         }
         ledger.put_back(conn, one)
-        three = ledger.claim(conn, values).batch
+        three = ledger.claim(conn, values.recipient).batch
         assert three is not None
         # After the batch in flight first; the one put back comes when nothing else is.
         assert [r.email for r in three.recipients] == [
             f"user{i}@example.com" for i in (8, 9, 10, 11)
         ]
-        again = ledger.claim(conn, values).batch
+        again = ledger.claim(conn, values.recipient).batch
         assert again is not None
         assert [r.email for r in again.recipients] == [r.email for r in one.recipients]
-        assert ledger.claim(conn, values).batch is None
+        assert ledger.claim(conn, values.recipient).batch is None
     assert ledger_states(database, cid)["claimed"] == 12
 
 
@@ -218,14 +218,14 @@ def test_a_retry_accepts_only_what_was_accepted(database: Database, small: Setti
     ledger = Ledger(cid, settings=small, batch_size=4, recipient_retry_delays=(0, 0, 0))
     values = RecipientValues(small, "policy-digest-9-1")
     with database.engine.begin() as conn:
-        first = ledger.claim(conn, values).batch
+        first = ledger.claim(conn, values.recipient).batch
         assert first is not None
         a, b, c, d = (r.email for r in first.recipients)
         ledger.record(conn, first, BatchResult(accepted=[Accepted(a, "m1")]))
-        retry = ledger.claim(conn, values)
+        retry = ledger.claim(conn, values.recipient)
         assert retry.batch is not None and retry.retried == 3 and retry.batch.retry
         # In flight, the retry is not claimed again and is no reason to wait.
-        assert ledger.claim(conn, values).batch is None
+        assert ledger.claim(conn, values.recipient).batch is None
         answer = BatchResult(accepted=[Accepted(b, "m2")], rejected=[Rejected(c, "550 gone", True)])
         recorded = ledger.record(conn, retry.batch, answer)
     assert (recorded.accepted, recorded.rejected, recorded.deferred) == (1, 1, 1)
@@ -245,8 +245,8 @@ def test_recover_sends_the_open_batches_again_and_counts_their_try(
     cid, ledger = _started(database, small, 10)
     values = RecipientValues(small, "policy-digest-9-1")
     with database.engine.begin() as conn:
-        one = ledger.claim(conn, values).batch
-        two = ledger.claim(conn, values).batch
+        one = ledger.claim(conn, values.recipient).batch
+        two = ledger.claim(conn, values.recipient).batch
         assert one is not None and two is not None
     heir = Ledger(cid, settings=small, batch_size=4, recipient_retry_delays=(60,))
     with database.engine.begin() as conn:
@@ -256,7 +256,7 @@ def test_recover_sends_the_open_batches_again_and_counts_their_try(
         assert conn.execute(in_flight_rows([cid])).all() == []
         outcomes = conn.execute(select(B.c.number, B.c.outcome).where(B.c.campaign_id == cid))
         assert {n: o for n, o in outcomes} == {1: "abandoned", 2: "abandoned"}
-        again = heir.claim(conn, values).batch
+        again = heir.claim(conn, values.recipient).batch
         assert again is not None and again.number == 3
         heir.record(
             conn, again, BatchResult(accepted=[Accepted(r.email, "m") for r in again.recipients])

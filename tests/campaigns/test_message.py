@@ -18,6 +18,7 @@ from digestmail.db import Database
 from digestmail.models import MAX_ID, Delivery, Issue
 from digestmail.render import recipient_values, unsubscribe_mailto, webview_url
 from digestmail.tokens import UnsubscribeLinks
+from digestmail.transports.base import AS_IS, as_is
 from tests.campaign_helpers import add_subscribers, outbox_messages, store_issue
 
 D = cast(Table, Delivery.__table__)
@@ -120,3 +121,53 @@ def test_property_a_campaign_s_values_are_render_s(
         webview_url=webview_url(cfg, "policy-digest-9-1"),
     )
     assert values(subscriber_id, email, name) == expected
+
+
+# Names and addresses that are now and then all plain, or plain but for one character
+# that JSON or HTML escapes, a double space, or anything at all.
+_names = st.sampled_from(["", '"', "\\", "&", "<", ">", "'", "  ", "\x00\n", "\xe9"]).flatmap(
+    lambda odd: st.text(st.sampled_from("aZ09 .-@" + odd), max_size=30)
+) | st.text(max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    subscriber_id=st.none() | st.integers(min_value=1, max_value=MAX_ID),
+    delivery_id=st.integers(min_value=1, max_value=MAX_ID),
+    email=st.emails() | _names,
+    name=st.none() | _names,
+)
+def test_property_a_recipient_is_plain_exactly_when_all_of_it_goes_as_it_is(
+    subscriber_id: int | None, delivery_id: int, email: str, name: str | None
+) -> None:
+    """``plain`` lets a transport write the values without looking at them again, so
+    it must never be set for a recipient with a character that needs escaping; and it is
+    set for every recipient without one (that is the point of it). Its values are the
+    same as ever."""
+    values = RecipientValues(Settings(), "policy-digest-9-1")
+    recipient = values.recipient(delivery_id, subscriber_id, email, name)
+    texts = [recipient.email, *recipient.values.values()]
+    assert recipient.plain == all(map(as_is, texts))
+    if recipient.plain:
+        assert " ".join(recipient.values["name"].split()) == recipient.values["name"]
+    assert recipient.values == values(subscriber_id, email, name)
+    assert (recipient.subscriber_id, recipient.delivery_id) == (subscriber_id, delivery_id)
+
+
+@pytest.mark.parametrize(
+    "odd", [{"contact_address": "o'neil@example.org"}, {"base_url": "https://example.org/a&b"}]
+)
+def test_no_recipient_is_plain_when_what_all_share_needs_escaping(odd: dict[str, str]) -> None:
+    """A contact address or site address that needs escaping is in every recipient's
+    values (the mailto: or the link): then nobody is plain, however plain their name."""
+    values = RecipientValues(Settings(**odd), "policy-digest-9-1")
+    assert not values.recipient(1, 7, "ann@example.org", "Ann Lee").plain
+    assert not values.recipient(1, None, "ann@example.org", "Ann Lee").plain
+
+
+@given(text=st.text())
+def test_property_as_is_is_printable_ascii_without_what_json_or_html_escapes(text: str) -> None:
+    """The one C call says what the plain rule says."""
+    rule = text.isascii() and text.isprintable() and not set(text) & set("\"\\&<>'")
+    assert as_is(text) == rule
+    assert as_is(text) == all(c.isascii() and ord(c) in AS_IS for c in text)

@@ -64,8 +64,8 @@ SKIPPED_ERROR = "no longer subscribed when its turn came"
 NO_ANSWER = "the transport gave no answer for it"
 _ERROR_MAX = 2000
 
-# (subscriber id, email, name) -> placeholder values
-Personalise = Callable[[int | None, str, str | None], dict[str, str]]
+# (delivery id, subscriber id, email, name) -> the recipient with its placeholder values
+Personalise = Callable[[int, int | None, str, str | None], Recipient]
 
 
 @dataclass(frozen=True)
@@ -347,8 +347,7 @@ class Ledger:
                 },
             )
             recipients = [
-                Recipient(email, personalise(sid, email, name), sid, did)
-                for did, sid, email, _, name, _ in live
+                personalise(did, sid, email, name) for did, sid, email, _, name, _ in live
             ]
             failures = {did: int(tf) for did, _, _, tf, _, _ in live if tf} if retry else {}
             batch = Batch(number, recipients, failures, retry, first, last)

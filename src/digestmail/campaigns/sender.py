@@ -525,7 +525,7 @@ class _Sender:
                         )
                     handing_over = True
                 elif not failed and hold <= 0 and not waiting and len(flying) < self.concurrency:
-                    claim = self.ledger.claim(conn, values)
+                    claim = self.ledger.claim(conn, values.recipient)
                     progress.skipped += claim.skipped
                     progress.retrying -= claim.retried
                     done = claim.batch is None and claim.retry_in is None

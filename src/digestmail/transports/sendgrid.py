@@ -45,6 +45,7 @@ from digestmail.transports.base import (
     Recipient,
     Rejected,
     TransportError,
+    as_is,
 )
 from digestmail.transports.mime import list_unsubscribe
 
@@ -119,9 +120,6 @@ _PERMANENT_WORDS = {
 
 # A str as a JSON string literal, non-ASCII escaped (what ``json.dumps`` does), in C.
 _json = json.encoder.encode_basestring_ascii
-# The bytes a value may hold to go into the JSON as it is, in a text part and in an HTML
-# part alike: printable ASCII but for what JSON ('"', '\\') or html.escape changes.
-_AS_IS = bytes(b for b in range(0x20, 0x7F) if chr(b) not in "\"\\&<>'")
 # Whether html.escape would change a value (most values: no, and this is one C call).
 _html_special = re.compile("[&<>\"']").search
 # Not "application/json" exactly, so that the client sends our JSON text as it is
@@ -316,12 +314,12 @@ class _Body:
     def personalization(self, recipient: Recipient) -> str:
         """One recipient's personalization as JSON text (see ``general``).
 
-        A campaign's recipient (both ids, an unsubscribe link) fills the prepared frame,
-        in C calls but for a few: the values checked at once for what JSON or HTML
-        would escape (usually nothing: then they go in as they are), put in the frame's
-        blanks at once, joined. Anyone else takes ``general``; both write the very
-        same text, which ``tests/test_transports_sendgrid.py`` checks for any message
-        and values.
+        A campaign's recipient (both ids, an unsubscribe link) fills the frame compiled
+        for the message. Usually its values are ``plain`` (the campaign looked at them
+        when it made them) and go in as they are; otherwise they are checked at once for
+        what JSON or HTML would escape. Anyone else takes ``general``; both write the
+        very same text, which ``tests/test_transports_sendgrid.py`` checks for any
+        message and values, plain or not.
         """
         campaign = self._campaign
         sid = recipient.subscriber_id
@@ -331,19 +329,23 @@ class _Body:
         email = recipient.email
         try:
             texts = campaign.texts(recipient.values)
-            every = "".join(texts) + email
-        except (KeyError, TypeError):  # a value missing (general writes ""), or not text
+        except KeyError:  # a value missing (general writes "")
             return self.general(recipient)
         if not texts[campaign.link_at]:
             return self.general(recipient)
         name = texts[campaign.name_at]
+        if recipient.plain:  # a campaign's usual recipient: nothing to look at again
+            return (campaign.named if name else campaign.bare)(texts, texts, email, name, sid, did)
+        try:
+            every = "".join(texts) + email
+        except TypeError:  # a value that is not text
+            return self.general(recipient)
         to_name = " ".join(name.split())
         plain: Sequence[str] = texts
         escaped = plain
         # Usually every value is printable ASCII that neither JSON nor HTML escapes: then
-        # they go in as they are. One C call says so (what is left once those bytes are
-        # deleted), where isprintable() alone cost twice as much.
-        if every.encode("utf-8", "surrogatepass").translate(None, _AS_IS):
+        # they go in as they are.
+        if not as_is(every):
             # JSON writes printable ASCII but for '"' and '\\' as it is (the C encoder's
             # own test).
             if not (
