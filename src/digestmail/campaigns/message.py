@@ -85,6 +85,7 @@ class RecipientValues:
         self.links.tick()
 
     def __call__(self, subscriber_id: int | None, email: str, name: str | None) -> dict[str, str]:
+        """The values alone, for a reader outside any campaign (a sample, a preview)."""
         return dict(self.recipient(None, subscriber_id, email, name).values)
 
     def recipient(
