@@ -9,9 +9,10 @@ from sqlalchemy import select
 
 from digestmail import campaigns
 from digestmail.campaigns.batches import B, in_flight_rows
+from digestmail.campaigns.info import infos
 from digestmail.campaigns.ledger import Ledger
 from digestmail.campaigns.message import RecipientValues
-from digestmail.campaigns.tables import D
+from digestmail.campaigns.tables import C, D
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.models import utcnow
@@ -226,8 +227,13 @@ def test_a_retry_accepts_only_what_was_accepted(database: Database, small: Setti
         assert retry.batch is not None and retry.retried == 3 and retry.batch.retry
         # In flight, the retry is not claimed again and is no reason to wait.
         assert ledger.claim(conn, values.recipient).batch is None
+        # Staff see its rows in flight, not also waiting for their try.
+        (info,) = infos(conn, C.c.id == cid)
+        assert (info.counts["claimed"], info.retrying) == (3, 0)
         answer = BatchResult(accepted=[Accepted(b, "m2")], rejected=[Rejected(c, "550 gone", True)])
         recorded = ledger.record(conn, retry.batch, answer)
+        (info,) = infos(conn, C.c.id == cid)
+        assert (info.counts["claimed"], info.retrying) == (0, 1)
     assert (recorded.accepted, recorded.rejected, recorded.deferred) == (1, 1, 1)
     assert _states(database, cid) == {
         a: ("accepted", 1, 0),

@@ -59,9 +59,14 @@ def _open_join(campaign_ids: Sequence[int]) -> Select[Any]:
     )
 
 
-def in_flight_counts(campaign_ids: Sequence[int]) -> Select[int, int]:
-    """Rows held by open batches, per campaign."""
-    query = _open_join(campaign_ids).add_columns(func.count()).group_by(B.c.campaign_id)
+def in_flight_counts(
+    campaign_ids: Sequence[int], *, retries_only: bool = False
+) -> Select[int, int]:
+    """Rows held by open batches (or by open retries only), per campaign."""
+    query = _open_join(campaign_ids)
+    if retries_only:
+        query = query.where(B.c.retry == true())
+    query = query.add_columns(func.count()).group_by(B.c.campaign_id)
     return cast(Select[int, int], query)
 
 

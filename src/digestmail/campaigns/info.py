@@ -131,7 +131,8 @@ def _resent(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, int]:
 def _after_temporary(
     conn: Connection, campaign_ids: Sequence[int]
 ) -> dict[int, dict[DeliveryState, int]]:
-    """Per campaign, rows that had a temporary failure, by their state now."""
+    """Per campaign, rows that had a temporary failure, by their state now; those a
+    retry in flight holds are ``claimed`` (as ``counts`` has them), not still waiting."""
     out: dict[int, dict[DeliveryState, int]] = {cid: {} for cid in campaign_ids}
     if campaign_ids:
         rows = conn.execute(
@@ -141,6 +142,9 @@ def _after_temporary(
         )
         for cid, state, n in rows:
             out[cid][DeliveryState(state)] = int(n)
+        for cid, n in conn.execute(in_flight_counts(campaign_ids, retries_only=True)):
+            out[cid][DeliveryState.PENDING] -= int(n)
+            out[cid][DeliveryState.CLAIMED] = int(n)
     return out
 
 
