@@ -654,6 +654,7 @@ def run_campaign(
     own = transport is None
     tx = transport or get_transport(settings)
     sender: _Sender | None = None
+    info: CampaignInfo | None = None
     began = time.monotonic()
     try:
         sender = _Sender(
@@ -674,13 +675,20 @@ def run_campaign(
         if own:
             tx.close()
         if sender is not None and sender.started:
-            _report(db, settings, campaign_id, time.monotonic() - began)
-    return campaign_info(db, campaign_id)
+            info = _report(db, settings, campaign_id, time.monotonic() - began)
+    # Where the run left it, as reported (read once: that counts every row again).
+    return info or campaign_info(db, campaign_id)
 
 
-def _report(db: Database, settings: Settings, campaign_id: int, seconds: float) -> None:
-    """Tell staff where the run left the campaign; never in the way of the run's own end."""
+def _report(
+    db: Database, settings: Settings, campaign_id: int, seconds: float
+) -> CampaignInfo | None:
+    """Tell staff where the run left the campaign, and return it as read; never in the
+    way of the run's own end (None if it could not be read)."""
+    info = None
     try:
-        notify.campaign_report(settings, campaign_info(db, campaign_id), seconds)
+        info = campaign_info(db, campaign_id)
+        notify.campaign_report(settings, info, seconds)
     except Exception:
         log.exception("campaign %s: could not report to staff", campaign_id)
+    return info
