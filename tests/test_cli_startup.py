@@ -1,9 +1,10 @@
-"""The command starts at once: ``--help`` and ``issue check`` load no heavy library.
+"""The command starts at once: ``--help`` and ``issue check`` load no heavy library, and
+``send`` only what sending needs.
 
 Each case runs the real command in a fresh interpreter and reads ``sys.modules`` at the
 end, so a module that imports the database, the web app, the renderer or a mail client
 at its top (instead of inside the command that needs it) fails here, whoever adds it.
-How long they take is ``bench/cli.py``'s business.
+How long they take is ``bench/cli.py``'s business (``bench/send.py``'s for ``send``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pathlib import Path
 import pytest
 
 from digestmail.cli import COMMANDS, app
+from digestmail.config import Settings
+from digestmail.db import Database
+from tests.campaign_helpers import add_subscribers, outbox_counts, store_issue
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "vol-4.1.md"
 SAMPLE = sorted((Path(__file__).parent / "fixtures" / "samples").glob("*.txt"))[0]
@@ -76,6 +80,23 @@ def test_issue_check_loads_only_what_checking_a_file_needs(
     # (``config_model``), and its arguments are parsed without it (typer below 0.29).
     assert not loaded & {"pydantic", "pydantic_core", "digestmail.config_model"}
     assert {"yaml", "markdown_it"} <= loaded  # it does read the file
+
+
+def test_send_loads_no_web_app_renderer_nor_alembic(sqlite_url: str, tmp_path: Path) -> None:
+    """A send reads the stored issue (rendered when it was added) and the list: the web
+    app, the renderers, address checking and Alembic (the schema is current) belong to
+    other commands, and would only delay the first message."""
+    db = Database(sqlite_url)
+    add_subscribers(db, 3)
+    slug = store_issue(db, Settings())
+    db.dispose()
+    loaded = _loaded("send", slug, "--yes")
+    assert not loaded & {
+        *("alembic", "fastapi", "starlette", "limits", "digestmail.web"),
+        *("premailer", "mjml", "jinja2", "weasyprint", "digestmail.emailhtml"),
+        "email_validator",
+    }
+    assert len(outbox_counts(tmp_path / "outbox")) == 3  # it did send
 
 
 def test_a_command_that_reads_every_setting_loads_the_model(tmp_path: Path) -> None:
