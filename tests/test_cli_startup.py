@@ -1,9 +1,10 @@
-"""The command starts at once: ``--help`` and ``issue check`` load no heavy library.
+"""The command starts at once: ``--help`` and ``issue check`` load no heavy library, and
+``send`` only what sending needs.
 
 Each case runs the real command in a fresh interpreter and reads ``sys.modules`` at the
 end, so a module that imports the database, the web app, the renderer or a mail client
 at its top (instead of inside the command that needs it) fails here, whoever adds it.
-How long they take is ``bench/cli.py``'s business.
+How long they take is ``bench/cli.py``'s business (``bench/send.py``'s for ``send``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from digestmail.cli import COMMANDS, app
+from digestmail.config import Settings
+from digestmail.db import Database
+from tests.campaign_helpers import add_subscribers, outbox_counts, store_issue
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "vol-4.1.md"
 SAMPLE = sorted((Path(__file__).parent / "fixtures" / "samples").glob("*.txt"))[0]
@@ -25,7 +30,7 @@ HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "premailer", "mjml", "
 HEAVY += ("jinja2", "weasyprint", "email_validator", "pydantic_settings", "limits")
 
 _PROBE = """
-import json, sys
+import gc, json, sys
 sys.argv = ["digestmail", *sys.argv[1:]]
 from digestmail.cli import main
 try:
@@ -33,11 +38,14 @@ try:
 except SystemExit as exit:
     code = exit.code
 loaded = sorted({*sys.modules, *(name.split(".")[0] for name in sys.modules)})
-print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+report = {"code": code, "loaded": loaded, "collecting": gc.isenabled()}
+print(json.dumps(report), file=sys.stderr)
 """
 
 
-def _loaded(*args: str, env: dict[str, str] | None = None) -> set[str]:
+def _probe(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The real command run in a fresh interpreter: its exit code, the modules it
+    loaded, and whether the garbage collector was on at the end."""
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, *args],
         capture_output=True,
@@ -45,9 +53,13 @@ def _loaded(*args: str, env: dict[str, str] | None = None) -> set[str]:
         env=env or dict(os.environ),
         timeout=120,
     )
-    report = json.loads(done.stderr.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
     assert report["code"] in (0, None), done.stderr
-    return set(report["loaded"])
+    return report
+
+
+def _loaded(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    return set(_probe(*args, env=env)["loaded"])
 
 
 def test_help_loads_no_command_module_and_no_heavy_library() -> None:
@@ -76,6 +88,27 @@ def test_issue_check_loads_only_what_checking_a_file_needs(
     # (``config_model``), and its arguments are parsed without it (typer below 0.29).
     assert not loaded & {"pydantic", "pydantic_core", "digestmail.config_model"}
     assert {"yaml", "markdown_it"} <= loaded  # it does read the file
+
+
+def test_send_loads_no_web_app_renderer_nor_alembic(sqlite_url: str, tmp_path: Path) -> None:
+    """A send reads the stored issue (rendered when it was added) and the list: the web
+    app, the renderers, address checking and Alembic (the schema is current) belong to
+    other commands, and would only delay the first message."""
+    db = Database(sqlite_url)
+    add_subscribers(db, 3)
+    slug = store_issue(db, Settings())
+    db.dispose()
+    report = _probe("send", slug, "--yes")
+    loaded = set(report["loaded"])
+    assert not loaded & {
+        *("alembic", "fastapi", "starlette", "limits", "digestmail.web"),
+        *("premailer", "mjml", "jinja2", "weasyprint", "digestmail.emailhtml"),
+        "email_validator",
+    }
+    assert len(outbox_counts(tmp_path / "outbox")) == 3  # it did send
+    # Off while the command loaded (``cli.main``), the collector is on again for its
+    # work, as it must be for a command that runs for days (``serve``).
+    assert report["collecting"]
 
 
 def test_a_command_that_reads_every_setting_loads_the_model(tmp_path: Path) -> None:

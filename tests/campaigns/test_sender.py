@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
@@ -23,7 +24,7 @@ from digestmail import campaigns
 from digestmail.campaigns import CampaignError, MessageNotBuilt, run_campaign
 from digestmail.campaigns.batches import in_flight_rows
 from digestmail.campaigns.ledger import Batch
-from digestmail.campaigns.sender import HALTS, next_step, stop_facts
+from digestmail.campaigns.sender import HALTS, SendProgress, next_step, stop_facts
 from digestmail.cli.send import stop_explained
 from digestmail.config import Settings
 from digestmail.db import Database
@@ -726,6 +727,37 @@ def test_an_interrupted_sender_pauses_the_campaign_with_the_batch_in_flight(
     assert info.status is CampaignStatus.PAUSED and info.error_reason is StopReason.INTERRUPTED
     assert info.counts["claimed"] == 10 and info.in_flight_unknown == 10
     assert "interrupted by the operator" in (stop_explained(info) or "")
+
+
+def test_each_run_reports_progress_from_the_ledger_as_it_found_it(
+    database: Database, small: Settings
+) -> None:
+    add_subscribers(database, 25)
+    add_subscribers(database, 2, status="unsubscribed", prefix="gone")
+    slug = store_issue(database, small)
+    cid = campaigns.create_campaign(database, small, slug)
+    reports: list[SendProgress] = []
+
+    def seen(progress: SendProgress) -> None:
+        reports.append(replace(progress))
+
+    with pytest.raises(KeyboardInterrupt):  # batch 1 sent, batch 2 left in flight
+        run_campaign(
+            database,
+            small,
+            cid,
+            transport=FailingOutbox(small, [KeyboardInterrupt()]),
+            on_progress=seen,
+        )
+    first = reports[0]  # before any batch: the audience just taken, nothing sent
+    assert (first.total, first.done, first.recovered, first.retrying) == (25, 0, 0, 0)
+    assert reports[-1].accepted == 10
+
+    reports.clear()
+    run_campaign(database, small, cid, resume=True, on_progress=seen)
+    again = reports[0]  # the first run's batch counted, its batch in flight sent again
+    assert (again.total, again.accepted, again.recovered, again.retrying) == (25, 10, 10, 0)
+    assert (reports[-1].accepted, reports[-1].done) == (25, 25)
 
 
 def test_nobody_left_at_the_start_cancels_the_campaign_and_leaves_the_issue_unsent(

@@ -130,9 +130,14 @@ class Ledger:
 
     # -- when a sender starts --
 
-    def snapshot(self, conn: Connection, now: datetime) -> None:
-        """Every active subscriber now, in one INSERT … SELECT; the campaign has started."""
-        conn.execute(
+    def snapshot(self, conn: Connection, now: datetime) -> int:
+        """Every active subscriber now, in one INSERT … SELECT; the campaign has started.
+
+        Returns how many rows it wrote: the whole ledger, every row ``pending`` and
+        never tried, so nothing needs reading back (counting them, or the batches
+        numbered so far, would read every row again); the first batch is number 1.
+        """
+        written = conn.execute(
             insert(D).from_select(
                 ["campaign_id", "subscriber_id", "email", "state", "attempts", "updated_at"],
                 select(
@@ -145,9 +150,13 @@ class Ledger:
                 )
                 .where(S.c.status == SubscriberStatus.ACTIVE)
                 .order_by(S.c.id),
-            )
-        )
+            ),
+            # Kept for an INSERT too (SQLAlchemy keeps it for UPDATE and DELETE only).
+            execution_options={"preserve_rowcount": True},
+        ).rowcount
         conn.execute(update(C).where(C.c.id == self.campaign_id).values(started_at=now))
+        self.next_batch = 1
+        return int(written)
 
     def recover(self, conn: Connection, now: datetime) -> int:
         """Send again the rows of batches a previous sender left open; how many.
@@ -185,7 +194,8 @@ class Ledger:
         )
 
     def continue_numbering(self, conn: Connection) -> None:
-        """Batches keep counting up across senders, so a batch number names one hand-over."""
+        """Batches keep counting up across senders, so a batch number names one hand-over
+        (a sender that continues a campaign; the one that snapshots it starts at 1)."""
         last = conn.scalar(select(func.max(B.c.number)).where(B.c.campaign_id == self.campaign_id))
         # Batches handed over before there were batch rows are numbered on their rows only.
         older = conn.scalar(select(func.max(D.c.batch)).where(D.c.campaign_id == self.campaign_id))

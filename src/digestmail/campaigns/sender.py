@@ -238,6 +238,18 @@ class SendProgress:
 # --- the loop -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Start:
+    """What a run starts from: the campaign's issue, the rows a dead sender's batches
+    left in flight (sent again), and the ledger counted under the lease just taken."""
+
+    slug: str
+    issue_id: int
+    recovered: int
+    counts: dict[str, int]  # per state, as ``info.counts`` gives them
+    retrying: int  # pending after a temporary failure
+
+
 @dataclass
 class _Flight:
     """A claimed batch: on the wire (``future``), or waiting for the shared wait to end."""
@@ -294,18 +306,18 @@ class _Sender:
         # Set once the lease is ours: from then on the run is reported to staff.
         self.started = False
 
-    def _start(self, allowed: Sequence[CampaignStatus]) -> tuple[str, int, int, bool]:
+    def _start(self, allowed: Sequence[CampaignStatus]) -> _Start:
         """Take the lease; snapshot the audience on first start, or recover a dead sender's
-        batches in flight. Returns the issue's slug and id, how many rows were recovered,
-        and whether the audience snapshot found nobody."""
+        batches in flight; and count the ledger as this run finds it."""
         now = utcnow()
-        empty = False
         with self.db.engine.begin() as conn:
             taken = self.lease.take(conn, allowed, now)
             recovered = 0
             if taken.started_at is None:
-                self.ledger.snapshot(conn, now)
-                empty = sum(self.ledger.counts(conn).values()) == 0
+                # Every row just written is pending and untried: nothing to read back.
+                counts = dict.fromkeys((s.value for s in DeliveryState), 0)
+                counts[DeliveryState.PENDING.value] = self.ledger.snapshot(conn, now)
+                retrying = 0
             else:
                 recovered = self.ledger.recover(conn, now)
                 if recovered:
@@ -315,16 +327,18 @@ class _Sender:
                         self.campaign_id,
                         recovered,
                     )
-            self.ledger.continue_numbering(conn)
+                self.ledger.continue_numbering(conn)
+                counts = self.ledger.counts(conn)
+                retrying = self.ledger.retrying(conn)
         self.started = True
-        return taken.slug, taken.issue_id, recovered, empty
+        return _Start(taken.slug, taken.issue_id, recovered, counts, retrying)
 
     def run(self, allowed: Sequence[CampaignStatus]) -> None:
-        slug, issue_id, recovered, empty = self._start(allowed)
-        if empty:
+        start = self._start(allowed)
+        if sum(start.counts.values()) == 0:
             # Everyone left between the campaign's creation and its start.
             self._halt(StopReason.NO_AUDIENCE, None)
-            raise EmptyAudience(slug, campaign_id=self.campaign_id)
+            raise EmptyAudience(start.slug, campaign_id=self.campaign_id)
         heartbeat = Heartbeat(self.lease)
         heartbeat.start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{self.campaign_id}")
@@ -335,14 +349,14 @@ class _Sender:
         # during the send is collected as before.
         gc.freeze()
         try:
-            self._loop(slug, issue_id, recovered, heartbeat, pool)
+            self._loop(start, heartbeat, pool)
         except _Halted as halt:
             self._halt(halt.reason, halt.error, put_back=halt.put_back, in_doubt=halt.in_doubt)
             if halt.reason is StopReason.UNBUILDABLE and not isinstance(
                 halt.error, MessageNotBuilt
             ):
                 raise MessageNotBuilt(
-                    slug, str(halt.error), campaign_id=self.campaign_id
+                    start.slug, str(halt.error), campaign_id=self.campaign_id
                 ) from halt.error
             raise halt.error from None
         except KeyboardInterrupt:
@@ -422,31 +436,22 @@ class _Sender:
         )
         self.lease.release(**values)
 
-    def _loop(
-        self,
-        slug: str,
-        issue_id: int,
-        recovered: int,
-        heartbeat: Heartbeat,
-        pool: ThreadPoolExecutor,
-    ) -> None:
+    def _loop(self, start: _Start, heartbeat: Heartbeat, pool: ThreadPoolExecutor) -> None:
+        slug, issue_id, counts = start.slug, start.issue_id, start.counts
         issue = load_issue(self.db, slug)
         try:
             template = checked_template(self.settings, issue, self.campaign_id)
         except MessageNotBuilt as exc:
             raise _Halted(StopReason.UNBUILDABLE, exc) from exc
         values = RecipientValues(self.settings, slug)
-        with self.db.engine.connect() as conn:
-            counts = self.ledger.counts(conn)
-            retrying = self.ledger.retrying(conn)
         progress = self.progress = SendProgress(
             self.campaign_id,
             total=sum(counts.values()),
             accepted=counts[DeliveryState.ACCEPTED.value],
             rejected=counts[DeliveryState.REJECTED.value],
             skipped=counts[DeliveryState.SKIPPED.value],
-            recovered=recovered,
-            retrying=retrying,
+            recovered=start.recovered,
+            retrying=start.retrying,
         )
         if self.on_progress:
             self.on_progress(progress)
@@ -649,6 +654,7 @@ def run_campaign(
     own = transport is None
     tx = transport or get_transport(settings)
     sender: _Sender | None = None
+    info: CampaignInfo | None = None
     began = time.monotonic()
     try:
         sender = _Sender(
@@ -669,13 +675,20 @@ def run_campaign(
         if own:
             tx.close()
         if sender is not None and sender.started:
-            _report(db, settings, campaign_id, time.monotonic() - began)
-    return campaign_info(db, campaign_id)
+            info = _report(db, settings, campaign_id, time.monotonic() - began)
+    # Where the run left it, as reported (read once: that counts every row again).
+    return info or campaign_info(db, campaign_id)
 
 
-def _report(db: Database, settings: Settings, campaign_id: int, seconds: float) -> None:
-    """Tell staff where the run left the campaign; never in the way of the run's own end."""
+def _report(
+    db: Database, settings: Settings, campaign_id: int, seconds: float
+) -> CampaignInfo | None:
+    """Tell staff where the run left the campaign, and return it as read; never in the
+    way of the run's own end (None if it could not be read)."""
+    info = None
     try:
-        notify.campaign_report(settings, campaign_info(db, campaign_id), seconds)
+        info = campaign_info(db, campaign_id)
+        notify.campaign_report(settings, info, seconds)
     except Exception:
         log.exception("campaign %s: could not report to staff", campaign_id)
+    return info
