@@ -20,7 +20,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Row, Table, func, select, update
 
-from digestmail import campaigns
+from digestmail import campaigns, subscribers
 from digestmail.campaigns import CampaignError, MessageNotBuilt, run_campaign
 from digestmail.campaigns.batches import in_flight_rows
 from digestmail.campaigns.ledger import Batch
@@ -220,6 +220,8 @@ def test_audience_is_taken_at_start_and_leavers_are_skipped(
                     .where(SUBSCRIBERS.c.email == "user27@example.com")
                     .values(status="complained")
                 )
+            with database.session() as session, session.begin():  # erased: no row left
+                assert subscribers.erase(session, small, "user28@example.com")
             add_subscribers(database, 1, prefix="late")  # joined after the start: not included
 
     run_campaign(database, small, cid, transport=HookedOutbox(small, during_first_batch))
@@ -229,12 +231,13 @@ def test_audience_is_taken_at_start_and_leavers_are_skipped(
     assert counts["before-start0@example.com"] == 1
     for gone in ("user25@example.com", "user26@example.com", "user27@example.com"):
         assert gone not in counts
+    assert "user28@example.com" not in counts and "erased" not in counts
     assert _states(database, cid) == {
         "pending": 0,
         "claimed": 0,
-        "accepted": 28,
+        "accepted": 27,
         "rejected": 0,
-        "skipped": 3,
+        "skipped": 4,
     }
 
 

@@ -30,7 +30,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
-    String,
     and_,
     bindparam,
     func,
@@ -38,7 +37,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    type_coerce,
     update,
 )
 
@@ -220,11 +218,12 @@ class Ledger:
     def _pending_query(self, which: ColumnElement[bool]) -> Select[Any]:
         """The next batch of pending rows that ``which`` admits, in id order, each with
         what its claim needs: (delivery id, subscriber id, email, temporary failures,
-        name, subscriber status)."""
-        # The status as the plain string it is stored as: no enum conversion per row.
-        status = type_coerce(S.c.status, String).label("status")
+        name, whether still subscribed)."""
+        # Compared in SQL: a number or a bool from the driver (null when the subscriber
+        # was deleted), not a string made per row to compare.
+        subscribed = (S.c.status == SubscriberStatus.ACTIVE).label("subscribed")
         return (
-            select(D.c.id, D.c.subscriber_id, D.c.email, D.c.temp_failures, S.c.name, status)
+            select(D.c.id, D.c.subscriber_id, D.c.email, D.c.temp_failures, S.c.name, subscribed)
             .select_from(D.outerjoin(S, S.c.id == D.c.subscriber_id))
             .where(D.c.campaign_id == self.campaign_id, D.c.state == DeliveryState.PENDING, which)
             .order_by(D.c.id)
@@ -302,7 +301,6 @@ class Ledger:
         """
         now = utcnow()
         skipped = retried = 0
-        active = SubscriberStatus.ACTIVE.value
         firsts, retries = self._in_flight(conn)
         # First tries go in id order, so the rows after the last range in flight are
         # the next ones (outside every range in flight); rows left below it (a batch put
@@ -325,7 +323,7 @@ class Ledger:
                     wait = self._next_retry(conn, now, retries)
                     return Claim(retry_in=wait, skipped=skipped, retried=retried)
                 retried += len(rows)
-            gone = [did for did, _, _, _, _, status in rows if status != active]
+            gone = [did for did, _, _, _, _, subscribed in rows if not subscribed]
             if gone:
                 conn.execute(
                     update(D)
@@ -333,7 +331,7 @@ class Ledger:
                     .values(state=DeliveryState.SKIPPED, error=SKIPPED_ERROR, updated_at=now)
                 )
                 skipped += len(gone)
-            live = [row for row in rows if row[5] == active] if gone else rows
+            live = [row for row in rows if row[5]] if gone else rows
             if not live:
                 continue
             number = self.next_batch
