@@ -60,12 +60,13 @@ def _open_join(campaign_ids: Sequence[int]) -> Select[Any]:
 
 
 def in_flight_counts(
-    campaign_ids: Sequence[int], *, retries_only: bool = False
+    campaign_ids: Sequence[int], *, failed_before: bool = False
 ) -> Select[int, int]:
-    """Rows held by open batches (or by open retries only), per campaign."""
+    """Rows held by open batches, per campaign; or only those that failed temporarily
+    before (a retry's rows, no longer waiting for their try)."""
     query = _open_join(campaign_ids)
-    if retries_only:
-        query = query.where(B.c.retry == true())
+    if failed_before:
+        query = query.where(D.c.temp_failures > 0)
     query = query.add_columns(func.count()).group_by(B.c.campaign_id)
     return cast(Select[int, int], query)
 

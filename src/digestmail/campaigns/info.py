@@ -142,8 +142,8 @@ def _after_temporary(
         )
         for cid, state, n in rows:
             out[cid][DeliveryState(state)] = int(n)
-        for cid, n in conn.execute(in_flight_counts(campaign_ids, retries_only=True)):
-            out[cid][DeliveryState.PENDING] -= int(n)
+        for cid, n in conn.execute(in_flight_counts(campaign_ids, failed_before=True)):
+            out[cid][DeliveryState.PENDING] -= int(n)  # they are among the pending
             out[cid][DeliveryState.CLAIMED] = int(n)
     return out
 
