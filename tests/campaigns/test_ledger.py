@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from digestmail import campaigns
 from digestmail.campaigns.batches import B, in_flight_rows
 from digestmail.campaigns.info import infos
 from digestmail.campaigns.ledger import Ledger
 from digestmail.campaigns.message import RecipientValues
-from digestmail.campaigns.tables import C, D
+from digestmail.campaigns.tables import C, D, S
 from digestmail.config import Settings
 from digestmail.db import Database
 from digestmail.models import utcnow
@@ -269,3 +269,29 @@ def test_recover_sends_the_open_batches_again_and_counts_their_try(
         )
     assert [r.email for r in again.recipients] == [r.email for r in one.recipients]
     assert campaigns.campaign_info(database, cid).resent == 4
+
+
+@pytest.mark.parametrize("left_below", ["put back", "retry due"])
+def test_rows_in_flight_are_not_claimed_when_everyone_below_them_has_left(
+    database: Database, small: Settings, left_below: str
+) -> None:
+    """Rows below the batches in flight (a batch put back, or a retry that is due) whose
+    subscribers have all left are skipped, and the claim looks on past them: never into
+    a range in flight, whose rows are pending and untried until their answer comes."""
+    cid, ledger = _started(database, small, 12)
+    values = RecipientValues(small, "policy-digest-9-1")
+    if left_below == "retry due":
+        ledger = Ledger(cid, settings=small, batch_size=4, recipient_retry_delays=(0,))
+    with database.engine.begin() as conn:
+        one, two, three = (ledger.claim(conn, values.recipient).batch for _ in range(3))
+        assert one is not None and two is not None and three is not None
+        if left_below == "put back":
+            ledger.put_back(conn, one)
+        else:
+            ledger.record(conn, one, BatchResult())  # no answer: each failed temporarily
+        leavers = [r.email for r in one.recipients]
+        conn.execute(update(S).where(S.c.email.in_(leavers)).values(status="unsubscribed"))
+        claim = ledger.claim(conn, values.recipient)
+        # Nothing left to claim but what is in flight.
+        assert claim.batch is None and claim.skipped == 4
+    assert ledger_states(database, cid)["claimed"] == 8

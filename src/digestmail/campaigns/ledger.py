@@ -303,16 +303,23 @@ class Ledger:
         skipped = retried = 0
         firsts, retries = self._in_flight(conn)
         # First tries go in id order, so the rows after the last range in flight are
-        # the next ones (outside every range in flight); rows left below it (a batch put
-        # back) are found once nothing after it is, with each range in flight left out.
-        after = max((last for _, last in firsts), default=0)
+        # the next ones; rows left below it (a batch put back) are found once nothing
+        # after it is, with each range in flight left out.
+        top = max((last for _, last in firsts), default=0)
+        outside = [~D.c.id.between(first, last) for first, last in firsts]
+
+        def first_tries(after: int) -> Sequence[Any]:
+            if after >= top:  # above every range in flight: the statement built once
+                return _fetch(conn, self._next_firsts, {"after": after})
+            return self._pending(conn, and_(D.c.temp_failures == 0, D.c.id > after, *outside))
+
+        after = top
         while True:
             retry = False
-            rows = _fetch(conn, self._next_firsts, {"after": after})
+            rows = first_tries(after)
             if not rows and after:
                 after = 0
-                outside = [~D.c.id.between(first, last) for first, last in firsts]
-                rows = self._pending(conn, and_(D.c.temp_failures == 0, *outside))
+                rows = first_tries(after)
             if rows:
                 after = rows[-1][0]
             else:
