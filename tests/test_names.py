@@ -14,6 +14,7 @@ def test_clean_name() -> None:
     assert clean_name(" a\x00b \n c ") == "a b c"
     assert clean_name("   ") is None
     assert len(clean_name("x" * 500) or "") == NAME_MAX
+    assert clean_name("a" * (NAME_MAX - 1) + " bc") == "a" * (NAME_MAX - 1)  # cut at a space
     assert clean_name("Ann  Smith") == "Ann Smith"
     assert clean_name(" Ann") == "Ann"
     assert clean_name("Ann ") == "Ann"
@@ -36,7 +37,7 @@ def _rule(raw: str | None) -> str | None:
             continue
         else:
             out.append(ch)
-    name = " ".join("".join(out).split())[:NAME_MAX]
+    name = " ".join("".join(out).split())[:NAME_MAX].rstrip()
     return name or None
 
 
@@ -55,5 +56,8 @@ _names = (
 @given(raw=st.none() | _names)
 def test_property_clean_name_is_the_rule(raw: str | None) -> None:
     """The shortcut for names already clean gives what the plain rule gives, for any
-    text: spaces at either end or doubled, any script, invisible characters, long."""
-    assert clean_name(raw) == _rule(raw)
+    text: spaces at either end or doubled, any script, invisible characters, long. What
+    it gives is single-spaced, also when the cut to length falls after a space."""
+    name = clean_name(raw)
+    assert name == _rule(raw)
+    assert name is None or name == " ".join(name.split())

@@ -36,5 +36,6 @@ def clean_name(raw: str | None) -> str | None:
         )
     elif len(name) <= NAME_MAX and name[0] != " " and name[-1] != " " and "  " not in name:
         return name
-    name = " ".join(name.split())[:NAME_MAX]
+    # Cut to length, then single-spaced again: the cut may end on a space.
+    name = " ".join(name.split())[:NAME_MAX].rstrip()
     return name or None
