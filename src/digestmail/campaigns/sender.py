@@ -382,6 +382,9 @@ class _Sender:
             # wire finish on their own (their rows stay claimed) without holding us up.
             pool.shutdown(wait=False, cancel_futures=True)
             heartbeat.stop()
+            # All of it, also what the command froze once loaded (``cli._loaded``): a
+            # server that runs campaigns then collects as any process does, and nothing
+            # the send froze stays out of reach of the collector.
             gc.unfreeze()
 
     def _release_quietly(self) -> None:
