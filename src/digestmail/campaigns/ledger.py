@@ -306,11 +306,11 @@ class Ledger:
         # the next ones; rows left below it (a batch put back) are found once nothing
         # after it is, with each range in flight left out.
         top = max((last for _, last in firsts), default=0)
-        outside = [~D.c.id.between(first, last) for first, last in firsts]
 
         def first_tries(after: int) -> Sequence[Any]:
             if after >= top:  # above every range in flight: the statement built once
                 return _fetch(conn, self._next_firsts, {"after": after})
+            outside = [~D.c.id.between(first, last) for first, last in firsts]
             return self._pending(conn, and_(D.c.temp_failures == 0, D.c.id > after, *outside))
 
         after = top
