@@ -22,7 +22,7 @@ from sqlalchemy import Row, Table, func, select, update
 
 from digestmail import campaigns, subscribers
 from digestmail.campaigns import CampaignError, MessageNotBuilt, run_campaign
-from digestmail.campaigns.batches import in_flight_rows
+from digestmail.campaigns.batches import B, in_flight_rows
 from digestmail.campaigns.ledger import Batch
 from digestmail.campaigns.sender import HALTS, SendProgress, next_step, stop_facts
 from digestmail.cli.send import stop_explained
@@ -909,19 +909,26 @@ def test_pause_and_cancel_with_several_batches_in_flight(
     slug = store_issue(database, parallel)
     cid = campaigns.create_campaign(database, parallel, slug)
 
+    claimed_when_stopped: list[int] = []
+
     def stop_during_second(n: int, _: Sequence[Recipient]) -> None:
         if n == 2:
             getattr(campaigns, f"{action}_campaign")(database, cid)
+            with database.engine.connect() as conn:
+                batches = select(func.count()).where(B.c.campaign_id == cid)
+                claimed_when_stopped.append(conn.execute(batches).scalar_one())
 
     info = run_campaign(
         database, parallel, cid, transport=HookedOutbox(parallel, stop_during_second)
     )
 
     # The batches in flight when staff pressed the button are answered and recorded;
-    # nothing is claimed after, and nothing is left claimed.
+    # nothing is left claimed, and nothing is claimed after but for one claim whose
+    # transaction had read the status just before (the batches race to the transport,
+    # so the second one there may come after the fifth was claimed).
     assert info.status == ("paused" if action == "pause" else "cancelled")
     assert info.counts["claimed"] == 0 and info.lease_owner is None
-    assert 20 <= info.counts["accepted"] <= 10 * (2 + parallel.send_concurrency - 1)
+    assert 20 <= info.counts["accepted"] <= 10 * (claimed_when_stopped[0] + 1)
     assert info.counts["accepted"] + info.counts["pending"] == 100
     assert set(outbox_counts(parallel.outbox_dir).values()) == {1}
     if action == "pause":
