@@ -45,7 +45,6 @@ from digestmail.transports.base import (
     Recipient,
     Rejected,
     TransportError,
-    as_is,
 )
 from digestmail.transports.mime import list_unsubscribe
 
@@ -342,22 +341,15 @@ class _Body:
             return self.general(recipient)
         to_name = " ".join(name.split())
         plain: Sequence[str] = texts
+        # JSON writes printable ASCII but for '"' and '\\' as it is (the C encoder's own
+        # test); anything else is escaped, each value once.
+        if not (every.isascii() and every.isprintable() and '"' not in every and "\\" not in every):
+            plain = [_json(text)[1:-1] for text in texts]
+            email = _json(email)[1:-1]
+            to_name = _json(to_name)[1:-1]
         escaped = plain
-        # Usually every value is printable ASCII that neither JSON nor HTML escapes: then
-        # they go in as they are.
-        if not as_is(every):
-            # JSON writes printable ASCII but for '"' and '\\' as it is (the C encoder's
-            # own test).
-            if not (
-                every.isascii() and every.isprintable() and '"' not in every and "\\" not in every
-            ):
-                plain = [_json(text)[1:-1] for text in texts]
-                email = _json(email)[1:-1]
-                to_name = _json(to_name)[1:-1]
-            # What html.escape changes: five one-character scans beat one regex.
-            escaped = plain
-            if "&" in every or "<" in every or ">" in every or '"' in every or "'" in every:
-                escaped = [_json(text)[1:-1] for text in map(html.escape, texts)]
+        if _html_special(every):
+            escaped = [_json(text)[1:-1] for text in map(html.escape, texts)]
         write = campaign.named if to_name else campaign.bare
         return write(plain, escaped, email, to_name, sid, did)
 
